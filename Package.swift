@@ -1,0 +1,73 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "xfer",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "xfer", targets: ["xfer"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .target(
+            name: "XferProtocol",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio")
+            ]
+        ),
+        .target(
+            name: "XferEvents",
+            dependencies: []
+        ),
+        .target(
+            name: "XferTransport",
+            dependencies: [
+                "XferProtocol",
+                "XferEvents",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "xfer",
+            dependencies: [
+                "XferProtocol",
+                "XferTransport",
+                "XferEvents",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "XferProtocolTests",
+            dependencies: ["XferProtocol", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "XferEventsTests",
+            dependencies: ["XferEvents"]
+        ),
+        .testTarget(
+            name: "XferTransportTests",
+            dependencies: [
+                "XferTransport",
+                "XferProtocol",
+                "XferEvents",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "XferCLITests",
+            dependencies: ["XferEvents"]
+        ),
+    ]
+)

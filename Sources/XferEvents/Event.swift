@@ -1,0 +1,187 @@
+/// The type of an event: the value of its `event` key.
+///
+/// The set is closed; `schema/events.schema.json` describes every member and the tests validate each event
+/// they see against it.
+public enum EventKind: String, Sendable, CaseIterable {
+    /// `serve` is bound and accepting: `host`, `port`, `dir`.
+    case listening
+    /// A connection is established (after the timezone handshake on the server).
+    case connected
+    /// A text message arrived.
+    case text
+    /// The server's answer to a message sent by `xfer send`.
+    case status
+    /// A connection ended.
+    case disconnected
+    /// A pong came back: `rtt_ms`.
+    case ping
+    /// A client waits before connecting again.
+    case reconnecting
+    /// The result of a command read on `serve`'s stdin.
+    case sent
+    /// The answer to a `clients` command on `serve`'s stdin.
+    case clients
+    /// Something failed: `code` (stable) and `message` (actionable).
+    case error
+}
+
+/// One event: a flat JSON object with `event` and `time` first, then its fields in a fixed order.
+public struct Event: Sendable {
+    /// The event's type.
+    public let kind: EventKind
+    /// Wall-clock time in milliseconds since the Unix epoch.
+    public let time: Int64
+    /// The fields after `event` and `time`, in output order.
+    public private(set) var fields: [(key: String, value: JSONScalar)]
+
+    init(_ kind: EventKind, time: Int64? = nil, _ fields: [(String, JSONScalar?)]) {
+        self.kind = kind
+        self.time = time ?? EventClock.nowMilliseconds()
+        self.fields = fields.compactMap { key, value in value.map { (key, $0) } }
+    }
+
+    /// The value of field `key`, if present.
+    public subscript(key: String) -> JSONScalar? {
+        self.fields.first(where: { $0.key == key })?.value
+    }
+
+    /// Appends this event as one JSON line (with the trailing newline) to `out`.
+    public func appendJSONLine(to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"event":""#.utf8)
+        out.append(contentsOf: self.kind.rawValue.utf8)
+        out.append(contentsOf: #"","time":""#.utf8)
+        EventClock.appendRFC3339(milliseconds: self.time, to: &out)
+        out.append(UInt8(ascii: "\""))
+        for (key, value) in self.fields {
+            out.append(UInt8(ascii: ","))
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: key.utf8)
+            out.append(contentsOf: #"":"#.utf8)
+            JSONLineWriter.appendScalar(value, to: &out)
+        }
+        out.append(contentsOf: "}\n".utf8)
+    }
+
+    /// This event as one JSON line, without the trailing newline.
+    public var jsonLine: String {
+        var bytes: [UInt8] = []
+        self.appendJSONLine(to: &bytes)
+        bytes.removeLast()
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension Event {
+    /// `serve` is listening on `host`:`port` and saves into `dir`.
+    public static func listening(host: String, port: Int, dir: String, pid: Int) -> Event {
+        Event(.listening, [("host", .string(host)), ("port", .int(Int64(port))), ("dir", .string(dir)), ("pid", .int(Int64(pid)))])
+    }
+
+    /// A client completed the handshake (server side).
+    public static func clientConnected(
+        client: Int,
+        peer: String,
+        timezone: String,
+        name: String?,
+        role: String,
+        subprotocol: String?
+    ) -> Event {
+        Event(
+            .connected,
+            [
+                ("client", .int(Int64(client))), ("peer", .string(peer)), ("timezone", .string(timezone)),
+                ("name", name.map(JSONScalar.string)), ("role", .string(role)),
+                ("protocol", .string(subprotocol ?? "plain")),
+            ]
+        )
+    }
+
+    /// The client is connected to `server` and the server accepted its handshake.
+    public static func connectedToServer(server: String, client: Int?) -> Event {
+        Event(.connected, [("server", .string(server)), ("client", client.map { .int(Int64($0)) })])
+    }
+
+    /// A text message arrived at the server from `client`; `id` is its number on that connection.
+    public static func textReceived(client: Int, id: UInt64, text: String, name: String?, to: String?) -> Event {
+        Event(
+            .text,
+            [
+                ("client", .int(Int64(client))), ("id", .int(Int64(id))), ("text", .string(text)),
+                ("name", name.map(JSONScalar.string)), ("to", to.map(JSONScalar.string)),
+            ]
+        )
+    }
+
+    /// A listener received `text` from `from`; `seq` numbers the texts for one listener name.
+    public static func textDelivered(from: String, seq: UInt64, text: String) -> Event {
+        Event(.text, [("from", .string(from)), ("seq", .int(Int64(seq))), ("text", .string(text))])
+    }
+
+    /// The server's status for message `id` sent by `xfer send`.
+    public static func sendStatus(
+        id: UInt64,
+        ok: Bool,
+        delivered: Int?,
+        held: Int?,
+        code: String?,
+        reason: String?,
+        latencyMs: Double?
+    ) -> Event {
+        Event(
+            .status,
+            [
+                ("id", .int(Int64(id))), ("ok", .bool(ok)), ("delivered", delivered.map { .int(Int64($0)) }),
+                ("held", held.map { .int(Int64($0)) }), ("code", code.map(JSONScalar.string)),
+                ("reason", reason.map(JSONScalar.string)), ("latency_ms", latencyMs.map(JSONScalar.double)),
+            ]
+        )
+    }
+
+    /// A pong answered our ping after `rttMs` milliseconds.
+    public static func ping(rttMs: Double, client: Int?) -> Event {
+        Event(.ping, [("rtt_ms", .double(rttMs)), ("client", client.map { .int(Int64($0)) })])
+    }
+
+    /// A connection ended for `reason`, with the WebSocket close `code` when one was exchanged.
+    public static func disconnected(reason: String, code: Int?, client: Int?, message: String? = nil) -> Event {
+        Event(
+            .disconnected,
+            [
+                ("reason", .string(reason)), ("code", code.map { .int(Int64($0)) }),
+                ("client", client.map { .int(Int64($0)) }), ("message", message.map(JSONScalar.string)),
+            ]
+        )
+    }
+
+    /// The client waits `delayMs` before connection attempt number `attempt`.
+    public static func reconnecting(attempt: Int, delayMs: Int) -> Event {
+        Event(.reconnecting, [("attempt", .int(Int64(attempt))), ("delay_ms", .int(Int64(delayMs)))])
+    }
+
+    /// The result of a `send` or `broadcast` command read on `serve`'s stdin.
+    public static func sent(command: String, to: String?, delivered: Int, held: Int, ref: String?) -> Event {
+        Event(
+            .sent,
+            [
+                ("cmd", .string(command)), ("to", to.map(JSONScalar.string)), ("delivered", .int(Int64(delivered))),
+                ("held", .int(Int64(held))), ("ref", ref.map(JSONScalar.string)),
+            ]
+        )
+    }
+
+    /// Something failed. `code` is stable snake_case; `message` says what to do.
+    public static func error(code: String, message: String, client: Int? = nil, ref: String? = nil) -> Event {
+        Event(
+            .error,
+            [
+                ("code", .string(code)), ("message", .string(message)), ("client", client.map { .int(Int64($0)) }),
+                ("ref", ref.map(JSONScalar.string)),
+            ]
+        )
+    }
+
+    /// The answer to `{"cmd":"clients"}`: `count` and `clients`, an array of objects.
+    public static func clients(count: Int, listJSON: String, ref: String?) -> Event {
+        Event(.clients, [("count", .int(Int64(count))), ("clients", .raw(listJSON)), ("ref", ref.map(JSONScalar.string))])
+    }
+}

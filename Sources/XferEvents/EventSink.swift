@@ -1,0 +1,81 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
+/// Where events go. The CLI writes them to stdout; tests record them in memory.
+public protocol EventSink: Sendable {
+    /// Emits `events` in order, as one unit: their lines are not interleaved with other writers' lines.
+    func emit(_ events: [Event])
+}
+
+extension EventSink {
+    /// Emits one event.
+    public func emit(_ event: Event) {
+        self.emit([event])
+    }
+}
+
+/// Writes each batch of events as JSON lines to a file descriptor with one `write(2)` call.
+///
+/// One `write` per batch keeps lines from concurrent connections whole (POSIX: writes to a pipe of up to
+/// `PIPE_BUF` bytes are atomic; larger ones from one writer are serialised by the lock here) and flushes at
+/// once, also into a pipe: there is no user-space buffer to forget.
+public final class FileDescriptorSink: EventSink {
+    private let fd: Int32
+    private let lock = Mutex<Void>(())
+
+    /// A sink writing to `fd` (standard output by default).
+    public init(fd: Int32 = 1) {
+        self.fd = fd
+    }
+
+    public func emit(_ events: [Event]) {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(events.count * 96)
+        for event in events {
+            event.appendJSONLine(to: &bytes)
+        }
+        self.write(bytes)
+    }
+
+    /// Writes pre-encoded lines (each ending in a newline).
+    public func write(_ bytes: [UInt8]) {
+        guard !bytes.isEmpty else { return }
+        self.lock.withLock { _ in
+            bytes.withUnsafeBytes { raw in
+                var offset = 0
+                while offset < raw.count {
+                    let written = Glibc.write(self.fd, raw.baseAddress! + offset, raw.count - offset)
+                    if written < 0 {
+                        if errno == EINTR || errno == EAGAIN { continue }
+                        // The reader went away (EPIPE) or the disk is full: events are lost, the work goes on.
+                        return
+                    }
+                    offset += written
+                }
+            }
+        }
+    }
+}
+
+/// Keeps events in memory, for tests.
+public final class RecordingEventSink: EventSink {
+    private let storage = Mutex<[Event]>([])
+
+    /// An empty recorder.
+    public init() {}
+
+    public func emit(_ events: [Event]) {
+        self.storage.withLock { $0.append(contentsOf: events) }
+    }
+
+    /// Everything emitted so far.
+    public var events: [Event] {
+        self.storage.withLock { $0 }
+    }
+}

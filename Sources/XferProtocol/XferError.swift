@@ -1,0 +1,107 @@
+/// The one error type of xfer: a stable `code`, an actionable `message`, and the place it was made.
+///
+/// `code` is what the `error` event carries and what scripts match on; it never changes meaning. The mapping
+/// from a code to a WebSocket close code and to a process exit status lives here, in one place.
+public struct XferError: Error, Sendable, CustomStringConvertible {
+    /// The stable identifier of an error's kind.
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { self.rawValue }
+
+        /// Bad command-line usage.
+        public static let usage = Code(rawValue: "usage")
+        /// The timezone given in the handshake is not an IANA name, `UTC`, or `+hh:mm`.
+        public static let badTimezone = Code(rawValue: "bad_timezone")
+        /// The server refused the token (or none was given).
+        public static let unauthorized = Code(rawValue: "unauthorized")
+        /// No TCP connection could be made.
+        public static let serverUnreachable = Code(rawValue: "server_unreachable")
+        /// The connection broke before the work was done.
+        public static let connectionLost = Code(rawValue: "connection_lost")
+        /// The peer did not follow the protocol.
+        public static let protocolError = Code(rawValue: "protocol_error")
+        /// A text frame was not valid UTF-8 (RFC 6455 section 8.1).
+        public static let invalidUTF8 = Code(rawValue: "invalid_utf8")
+        /// A message exceeded the configured limit.
+        public static let messageTooLarge = Code(rawValue: "message_too_large")
+        /// The server has no room for another connection.
+        public static let serverFull = Code(rawValue: "server_full")
+        /// The peer did not finish the handshake in time.
+        public static let handshakeTimeout = Code(rawValue: "handshake_timeout")
+        /// No frame arrived within the ping timeout.
+        public static let timeout = Code(rawValue: "timeout")
+        /// The server answered a message with `ok: false`.
+        public static let rejected = Code(rawValue: "rejected")
+        /// No listener has used the name within the hold period.
+        public static let noListener = Code(rawValue: "no_listener")
+        /// The server is shutting down.
+        public static let shutdown = Code(rawValue: "shutdown")
+        /// A local input (file or stdin) could not be read.
+        public static let inputUnreadable = Code(rawValue: "input_unreadable")
+        /// A command line on `serve`'s stdin could not be understood.
+        public static let badCommand = Code(rawValue: "bad_command")
+        /// An unexpected failure inside xfer.
+        public static let internalError = Code(rawValue: "internal_error")
+    }
+
+    /// The error's kind.
+    public let code: Code
+    /// What went wrong and what to do next.
+    public let message: String
+    /// The source location that made the error, for diagnostics.
+    public let location: String
+
+    /// Makes an error; `file` and `line` default to the caller's location.
+    public init(_ code: Code, _ message: String, file: String = #fileID, line: Int = #line) {
+        self.code = code
+        self.message = message
+        self.location = "\(file):\(line)"
+    }
+
+    public var description: String { "\(self.code): \(self.message)" }
+
+    /// The process exit status for a client that fails with this error (sysexits.h values, see xfer(1)).
+    public var exitStatus: Int32 { Self.exitStatus(for: self.code) }
+
+    /// The exit status for `code`: 64 usage, 65 data rejected, 66 input unreadable, 69 unreachable or lost,
+    /// 75 temporary, 77 not allowed, 70 internal.
+    public static func exitStatus(for code: Code) -> Int32 {
+        switch code {
+        case .usage, .badTimezone: return 64
+        case .rejected, .noListener, .invalidUTF8, .messageTooLarge, .protocolError: return 65
+        case .inputUnreadable: return 66
+        case .serverUnreachable, .connectionLost, .timeout, .handshakeTimeout: return 69
+        case .serverFull, .shutdown: return 75
+        case .unauthorized: return 77
+        default: return 70
+        }
+    }
+
+    /// The WebSocket close code (RFC 6455 section 7.4.1) a server sends when a connection ends with `code`.
+    public static func closeCode(for code: Code) -> UInt16 {
+        switch code {
+        case .badTimezone, .unauthorized: return 1008
+        case .invalidUTF8: return 1007
+        case .messageTooLarge: return 1009
+        case .protocolError: return 1002
+        case .serverFull: return 1013
+        case .shutdown: return 1001
+        case .handshakeTimeout, .timeout: return 1008
+        default: return 1011
+        }
+    }
+
+    /// The error a client infers from a close code sent by the server without an `error` message first.
+    public static func code(forClose closeCode: UInt16) -> Code {
+        switch closeCode {
+        case 1001: return .shutdown
+        case 1002: return .protocolError
+        case 1007: return .invalidUTF8
+        case 1008: return .rejected
+        case 1009: return .messageTooLarge
+        case 1013: return .serverFull
+        default: return .connectionLost
+        }
+    }
+}

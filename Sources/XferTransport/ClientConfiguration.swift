@@ -1,0 +1,63 @@
+import XferProtocol
+
+/// Everything an `xfer` client needs to connect, with the defaults documented in xfer(1).
+public struct ClientConfiguration: Sendable {
+    /// The server to connect to.
+    public var server: ServerURL
+    /// Token presented as `Authorization: Bearer`; nil sends none.
+    public var token: String?
+    /// The timezone sent in `hello` (the machine's zone unless `--timezone` says otherwise).
+    public var timezone: String
+    /// `send`, `listen` or `upload`.
+    public var role: String
+    /// Listener name (`listen --name`), or nil.
+    public var name: String?
+    /// Relay target for `send --to`, or nil.
+    public var relayTo: String?
+    /// Whether `send --all` relays to every listener.
+    public var relayToAll: Bool
+    /// Seconds between our pings.
+    public var pingInterval: Double
+    /// Seconds of silence from the server after which the connection is considered lost.
+    public var pingTimeout: Double
+    /// Seconds allowed for TCP connect plus the WebSocket and xfer handshakes.
+    public var connectTimeout: Double
+    /// Largest frame accepted from the server.
+    public var maxFrameSize: Int
+
+    /// A configuration with the documented defaults.
+    public init(
+        server: ServerURL,
+        token: String? = nil,
+        timezone: String = "UTC",
+        role: String = "send",
+        name: String? = nil,
+        relayTo: String? = nil,
+        relayToAll: Bool = false,
+        pingInterval: Double = 20,
+        pingTimeout: Double = 60,
+        connectTimeout: Double = 10,
+        maxFrameSize: Int = 16 << 20
+    ) {
+        self.server = server
+        self.token = token
+        self.timezone = timezone
+        self.role = role
+        self.name = name
+        self.relayTo = relayTo
+        self.relayToAll = relayToAll
+        self.pingInterval = pingInterval
+        self.pingTimeout = pingTimeout
+        self.connectTimeout = connectTimeout
+        self.maxFrameSize = maxFrameSize
+    }
+
+    /// The `hello` fields for this configuration.
+    var helloFields: [String: String] {
+        var fields = ["timezone": self.timezone, "role": self.role, "client": "xfer/\(XferVersion.current)"]
+        if let name = self.name { fields["name"] = name }
+        if let to = self.relayTo { fields["to"] = to }
+        if self.relayToAll { fields["all"] = "1" }
+        return fields
+    }
+}

@@ -1,0 +1,83 @@
+import NIOCore
+import NIOWebSocket
+import XferEvents
+import XferProtocol
+
+/// What a client command does once connected; called on the connection's event loop.
+///
+/// `ClientConnectionHandler` runs the handshake, heart-beat and closing handshake; a role decides what to send
+/// and what incoming messages mean. A role ends the session by calling `connection.finish(...)`.
+public protocol ClientRole: AnyObject {
+    /// The server accepted `hello`; `welcome` holds its fields. Start sending.
+    func started(connection: ClientConnection, welcome: [String: String])
+    /// A control message other than `welcome`/`error` arrived.
+    func received(_ message: WireMessage, connection: ClientConnection)
+    /// A text frame arrived.
+    func receivedText(_ text: String, connection: ClientConnection)
+    /// The socket became writable again after back-pressure.
+    func writable(connection: ClientConnection)
+}
+
+extension ClientRole {
+    public func receivedText(_ text: String, connection: ClientConnection) {}
+    public func writable(connection: ClientConnection) {}
+}
+
+/// How a client session ended.
+public enum ClientOutcome: Sendable {
+    /// The role finished its work and the close handshake completed.
+    case finished
+    /// The session failed with this error; `afterWelcome` says whether the handshake had completed (a listener
+    /// reconnects only then, or after a drop).
+    case failed(XferError, afterWelcome: Bool)
+}
+
+/// The handle a role uses to talk to the server; valid only on the connection's event loop.
+public final class ClientConnection {
+    let context: ChannelHandlerContext
+    unowned let handler: ClientConnectionHandler
+
+    init(context: ChannelHandlerContext, handler: ClientConnectionHandler) {
+        self.context = context
+        self.handler = handler
+    }
+
+    /// The channel's allocator.
+    public var allocator: ByteBufferAllocator { self.context.channel.allocator }
+
+    /// Whether the socket accepts more writes without queueing (back-pressure from the kernel).
+    public var isWritable: Bool { self.context.channel.isWritable }
+
+    /// Writes a text frame (masked, as RFC 6455 section 5.3 requires of clients); call `flush()` after a batch.
+    public func writeText(_ text: String) {
+        var buffer = self.context.channel.allocator.buffer(capacity: text.utf8.count)
+        buffer.writeString(text)
+        self.handler.write(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: buffer), flush: false)
+    }
+
+    /// Writes a control message.
+    public func writeControl(_ message: WireMessage) {
+        self.handler.write(
+            WebSocketFrame(fin: true, opcode: .binary, maskKey: .random(), data: message.encoded(allocator: self.allocator)),
+            flush: false
+        )
+    }
+
+    /// Flushes written frames to the socket.
+    public func flush() {
+        self.context.flush()
+    }
+
+    /// Emits events (batched into one stdout write).
+    public func emit(_ event: Event) {
+        self.handler.appendEvent(event)
+    }
+
+    /// Ends the session: with nil, a normal close (1000); with an error, an `error` message and close.
+    public func finish(_ error: XferError? = nil) {
+        self.handler.finish(error)
+    }
+
+    /// The event loop of this connection.
+    public var eventLoop: EventLoop { self.context.eventLoop }
+}

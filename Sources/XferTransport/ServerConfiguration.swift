@@ -1,0 +1,53 @@
+/// Everything `xfer serve` can be told, with the defaults documented in xfer(1).
+public struct ServerConfiguration: Sendable {
+    /// Address to bind; `127.0.0.1` by default so that a server is not exposed by accident.
+    public var host: String
+    /// Port to bind; 0 picks a free one, reported in the `listening` event.
+    public var port: Int
+    /// Directory where uploads are saved (absolute path).
+    public var directory: String
+    /// Token that clients must present; nil lets everyone in.
+    public var token: String?
+    /// Seconds between our pings to each client.
+    public var pingInterval: Double
+    /// Seconds without any frame from a client after which it is considered gone.
+    public var pingTimeout: Double
+    /// Seconds a connection may take from TCP accept to a valid timezone (slow clients cannot hold sockets).
+    public var handshakeTimeout: Double
+    /// Most connections at once; more get HTTP 503. 10,000 fits the 20,000 open files allowed per process here.
+    public var maxConnections: Int
+    /// Largest text message in bytes (UTF-8); larger ones close the connection with 1009.
+    public var maxTextBytes: Int
+    /// Event loop threads; defaults to the number of cores.
+    public var threads: Int
+
+    /// A configuration with the documented defaults.
+    public init(
+        host: String = "127.0.0.1",
+        port: Int = 8000,
+        directory: String = ".",
+        token: String? = nil,
+        pingInterval: Double = 20,
+        pingTimeout: Double = 60,
+        handshakeTimeout: Double = 10,
+        maxConnections: Int = 10_000,
+        maxTextBytes: Int = 1 << 20,
+        threads: Int = System.coreCount
+    ) {
+        self.host = host
+        self.port = port
+        self.directory = directory
+        self.token = token
+        self.pingInterval = pingInterval
+        self.pingTimeout = pingTimeout
+        self.handshakeTimeout = handshakeTimeout
+        self.maxConnections = maxConnections
+        self.maxTextBytes = maxTextBytes
+        self.threads = threads
+    }
+
+    /// The largest WebSocket frame the decoder accepts: a whole text message plus header room.
+    var maxFrameSize: Int { self.maxTextBytes + 64 }
+}
+
+import NIOCore

@@ -1,0 +1,477 @@
+import NIOCore
+import NIOWebSocket
+import XferEvents
+import XferProtocol
+
+/// What every connection handler of one server shares.
+final class ServerContext: Sendable {
+    let configuration: ServerConfiguration
+    let registry: ClientRegistry
+    let sink: FileDescriptorSink
+    let isKnownZone: @Sendable (String) -> Bool
+
+    init(
+        configuration: ServerConfiguration,
+        registry: ClientRegistry,
+        sink: FileDescriptorSink,
+        isKnownZone: @escaping @Sendable (String) -> Bool
+    ) {
+        self.configuration = configuration
+        self.registry = registry
+        self.sink = sink
+        self.isKnownZone = isKnownZone
+    }
+}
+
+/// The server end of one upgraded WebSocket connection: a thin shell around `ServerConnectionStateMachine`.
+///
+/// It reassembles fragmented messages (RFC 6455 section 5.4), answers pings, sends its own pings, batches the
+/// events and statuses of one read burst (events are written to stdout before the statuses go out, so a status
+/// always follows its `text` event), and runs the closing handshake.
+final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    private var machine: ServerConnectionStateMachine
+    private let server: ServerContext
+    private let clientID: Int
+    private let peer: String
+    private let handshakeDeadline: NIODeadline
+    private var heartbeat: Heartbeat
+    private var context: ChannelHandlerContext?
+    private var pingTimer: Scheduled<Void>?
+    private var handshakeTimer: Scheduled<Void>?
+    private var closeTimer: Scheduled<Void>?
+    private var fragments: (opcode: WebSocketOpcode, buffer: ByteBuffer)?
+    private var pendingEvents: [UInt8] = []
+    private var pendingAck: (first: UInt64, last: UInt64)?
+    private var needsFlush = false
+    private var registered = false
+    private var endReason: (reason: String, code: UInt16?, message: String?)?
+
+    init(mode: ServerConnectionStateMachine.Mode, server: ServerContext, clientID: Int, peer: String, handshakeDeadline: NIODeadline) {
+        self.machine = ServerConnectionStateMachine(mode: mode)
+        self.server = server
+        self.clientID = clientID
+        self.peer = peer
+        self.handshakeDeadline = handshakeDeadline
+        self.heartbeat = Heartbeat(
+            intervalSeconds: server.configuration.pingInterval,
+            timeoutSeconds: server.configuration.pingTimeout,
+            now: Monotonic.now()
+        )
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let loop = context.eventLoop.assumeIsolated()
+        self.handshakeTimer = loop.scheduleTask(deadline: self.handshakeDeadline) {
+            self.handshakeTimedOut()
+        }
+        self.schedulePing()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.cancelTimers()
+        self.context = nil
+    }
+
+    private func cancelTimers() {
+        self.pingTimer?.cancel()
+        self.handshakeTimer?.cancel()
+        self.closeTimer?.cancel()
+    }
+
+    private func schedulePing() {
+        guard let context = self.context else { return }
+        let interval = TimeAmount.nanoseconds(Int64(self.heartbeat.intervalNanos))
+        self.pingTimer = context.eventLoop.assumeIsolated().scheduleTask(in: interval) {
+            self.pingTick()
+        }
+    }
+
+    private func pingTick() {
+        guard let context = self.context else { return }
+        switch self.heartbeat.tick(now: Monotonic.now()) {
+        case .sendPing(let payload):
+            var buffer = context.channel.allocator.buffer(capacity: 8)
+            buffer.writeBytes(payload)
+            context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: buffer)), promise: nil)
+            self.schedulePing()
+        case .timedOut(let silent):
+            let seconds = Double(silent) / 1e9
+            self.endReason = (
+                "timeout", nil, "no frame from client for \(String(format: "%.1f", seconds)) s (ping timeout)"
+            )
+            // A peer that stopped reading cannot take part in a closing handshake: drop the socket at once.
+            context.close(promise: nil)
+        }
+    }
+
+    private func handshakeTimedOut() {
+        guard !self.machine.isOpen else { return }
+        self.fail(.handshakeTimeout, "no timezone within \(self.server.configuration.handshakeTimeout) s of connecting")
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = self.unwrapInboundIn(data)
+        self.heartbeat.frameReceived(now: Monotonic.now())
+        switch frame.opcode {
+        case .text, .binary:
+            guard self.fragments == nil else {
+                return self.fail(.protocolError, "a new data frame arrived inside a fragmented message")
+            }
+            if frame.fin {
+                self.messageReceived(opcode: frame.opcode, data: frame.unmaskedData)
+            } else {
+                self.fragments = (frame.opcode, frame.unmaskedData)
+                self.checkFragmentSize()
+            }
+        case .continuation:
+            guard var fragments = self.fragments else {
+                return self.fail(.protocolError, "a continuation frame arrived with no message to continue")
+            }
+            self.fragments = nil
+            var data = frame.unmaskedData
+            fragments.buffer.writeBuffer(&data)
+            if frame.fin {
+                self.messageReceived(opcode: fragments.opcode, data: fragments.buffer)
+            } else {
+                self.fragments = fragments
+                self.checkFragmentSize()
+            }
+        case .ping:
+            // RFC 6455 section 5.5.2: answer with a pong carrying the same application data.
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+            context.write(self.wrapOutboundOut(pong), promise: nil)
+            self.needsFlush = true
+        case .pong:
+            if let rtt = Heartbeat.roundTrip(pongPayload: frame.unmaskedData.readableBytesView, now: Monotonic.now()) {
+                self.appendEvent(.ping(rttMs: Double(rtt) / 1e6, client: self.clientID))
+            }
+        case .connectionClose:
+            self.closeReceived(frame)
+        default:
+            self.fail(.protocolError, "unknown WebSocket opcode \(frame.opcode)")
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.flushPending()
+    }
+
+    private func checkFragmentSize() {
+        if let fragments = self.fragments, fragments.buffer.readableBytes > self.server.configuration.maxTextBytes {
+            self.fragments = nil
+            self.fail(
+                .messageTooLarge,
+                "message is larger than the server's limit of \(self.server.configuration.maxTextBytes) bytes"
+            )
+        }
+    }
+
+    private func messageReceived(opcode: WebSocketOpcode, data: ByteBuffer) {
+        let isKnownZone = self.server.isKnownZone
+        let action: ServerConnectionStateMachine.TextAction
+        if opcode == .text {
+            guard data.readableBytes <= self.server.configuration.maxTextBytes else {
+                return self.fail(
+                    .messageTooLarge,
+                    "text message of \(data.readableBytes) bytes exceeds the server's limit of \(self.server.configuration.maxTextBytes) bytes"
+                )
+            }
+            let text = data.withUnsafeReadableBytes { String(validating: $0.bindMemory(to: UInt8.self), as: UTF8.self) }
+            guard let text else {
+                // RFC 6455 section 8.1: a text frame that is not valid UTF-8 fails the connection with 1007.
+                return self.fail(.invalidUTF8, "text frame is not valid UTF-8")
+            }
+            action = self.machine.textReceived(text, isKnownZone: isKnownZone)
+            self.perform(action, text: text)
+        } else {
+            let message: WireMessage
+            do {
+                message = try WireMessage.decode(data)
+            } catch {
+                return self.fail(error.code, error.message)
+            }
+            action = self.machine.controlReceived(message, isKnownZone: isKnownZone)
+            self.perform(action, text: nil)
+        }
+    }
+
+    private func perform(_ action: ServerConnectionStateMachine.TextAction, text: String?) {
+        guard let context = self.context else { return }
+        switch action {
+        case .connected(let session):
+            self.handshakeTimer?.cancel()
+            self.server.registry.register(
+                id: self.clientID,
+                channel: context.channel,
+                peer: self.peer,
+                session: session,
+                plain: self.machine.mode == .plain
+            )
+            self.registered = true
+            if self.machine.mode == .xfer {
+                let welcome = WireMessage.welcome([
+                    "client": String(self.clientID),
+                    "server": XferVersion.current,
+                    "max_text": String(self.server.configuration.maxTextBytes),
+                    "ping_interval": String(self.server.configuration.pingInterval),
+                ])
+                self.writeControl(welcome)
+            }
+            self.appendEvent(
+                .clientConnected(
+                    client: self.clientID,
+                    peer: self.peer,
+                    timezone: session.timezone,
+                    name: session.name,
+                    role: session.role,
+                    subprotocol: self.machine.mode == .xfer ? WireMessage.subprotocol : nil
+                )
+            )
+        case .message(let id, let session):
+            let text = text ?? ""
+            if session.relayTo == nil && !session.relayToAll {
+                self.appendEvent(.textReceived(client: self.clientID, id: id, text: text, name: session.name, to: nil))
+                self.queueOK(id)
+            } else {
+                let target: RelayTarget = session.relayToAll ? .allListeners : .name(session.relayTo!)
+                self.appendEvent(
+                    .textReceived(
+                        client: self.clientID,
+                        id: id,
+                        text: text,
+                        name: session.name,
+                        to: session.relayToAll ? "*" : session.relayTo
+                    )
+                )
+                // Statuses go out in id order: write the pending run before this individual status.
+                self.flushPending()
+                let from = session.name ?? "client-\(self.clientID)"
+                let status: WireMessage.Status
+                if let result = self.server.registry.relay(text, from: from, to: target) {
+                    status = .init(
+                        id: id,
+                        ok: true,
+                        relayed: true,
+                        delivered: UInt32(result.delivered),
+                        held: UInt32(result.held)
+                    )
+                } else {
+                    let name = session.relayTo ?? "*"
+                    status = .init(
+                        id: id,
+                        ok: false,
+                        relayed: true,
+                        code: XferError.Code.noListener.rawValue,
+                        reason:
+                            "no listener named \"\(name)\" has connected within the last \(Int(self.server.registry.holdSeconds)) s: start `xfer listen --name \(name)` first"
+                    )
+                }
+                self.sendStatus(status)
+            }
+        case .fail(let code, let message):
+            self.fail(code, message)
+        case .ignore:
+            break
+        }
+    }
+
+    private func queueOK(_ id: UInt64) {
+        if self.machine.mode == .plain {
+            self.sendStatus(.init(id: id, ok: true))
+        } else if let run = self.pendingAck, run.last + 1 == id {
+            self.pendingAck = (run.first, id)
+        } else {
+            self.flushAckRun()
+            self.pendingAck = (id, id)
+        }
+        if self.pendingEvents.count > 1 << 16 {
+            self.flushPending()
+        }
+    }
+
+    private func sendStatus(_ status: WireMessage.Status) {
+        guard let context = self.context else { return }
+        if self.machine.mode == .xfer {
+            self.writeControl(.status(status))
+            return
+        }
+        // Plain clients get a JSON object per message (SPEC.md: "a JSON text frame with at least ok").
+        var json: [UInt8] = []
+        json.append(contentsOf: #"{"ok":"#.utf8)
+        json.append(contentsOf: (status.ok ? "true" : "false").utf8)
+        json.append(contentsOf: #","id":"#.utf8)
+        json.append(contentsOf: String(status.id).utf8)
+        if status.relayed {
+            json.append(contentsOf: #","delivered":"#.utf8)
+            json.append(contentsOf: String(status.delivered).utf8)
+            json.append(contentsOf: #","held":"#.utf8)
+            json.append(contentsOf: String(status.held).utf8)
+        }
+        if !status.code.isEmpty {
+            json.append(contentsOf: #","code":"#.utf8)
+            JSONLineWriter.appendString(status.code, to: &json)
+            json.append(contentsOf: #","reason":"#.utf8)
+            JSONLineWriter.appendString(status.reason, to: &json)
+        }
+        json.append(UInt8(ascii: "}"))
+        var buffer = context.channel.allocator.buffer(capacity: json.count)
+        buffer.writeBytes(json)
+        context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
+        self.needsFlush = true
+    }
+
+    private func writeControl(_ message: WireMessage) {
+        guard let context = self.context else { return }
+        var buffer = context.channel.allocator.buffer(capacity: 32)
+        message.encode(into: &buffer)
+        context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .binary, data: buffer)), promise: nil)
+        self.needsFlush = true
+    }
+
+    private func appendEvent(_ event: Event) {
+        event.appendJSONLine(to: &self.pendingEvents)
+    }
+
+    private func flushAckRun() {
+        if let run = self.pendingAck {
+            self.pendingAck = nil
+            self.writeControl(.ack(first: run.first, last: run.last))
+        }
+    }
+
+    /// Writes this burst's events to stdout, then its statuses to the socket: a status never precedes its event.
+    private func flushPending() {
+        if !self.pendingEvents.isEmpty {
+            self.server.sink.write(self.pendingEvents)
+            self.pendingEvents.removeAll(keepingCapacity: true)
+        }
+        self.flushAckRun()
+        if self.needsFlush, let context = self.context {
+            self.needsFlush = false
+            context.flush()
+        }
+    }
+
+    // MARK: Closing
+
+    private func closeReceived(_ frame: WebSocketFrame) {
+        guard let context = self.context else { return }
+        var data = frame.unmaskedData
+        let code = data.readInteger(as: UInt16.self)
+        switch self.machine.closeReceived(code: code) {
+        case .echoAndClose(let code):
+            if self.endReason == nil {
+                self.endReason = ("closed", code, nil)
+            }
+            // RFC 6455 section 5.5.1: echo the status code, then close the TCP connection.
+            var body = context.channel.allocator.buffer(capacity: 2)
+            if let code { body.writeInteger(code) }
+            self.flushPending()
+            context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: body)))
+                .assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
+        case .closeSocket:
+            context.close(promise: nil)
+        case .ignore:
+            break
+        }
+    }
+
+    /// Sends an `error` (a JSON status for plain clients), then a close frame with the code for `code`.
+    func fail(_ code: XferError.Code, _ message: String) {
+        let closeCode = XferError.closeCode(for: code)
+        self.startClose(code: closeCode, reason: "error", errorCode: code, message: message)
+    }
+
+    /// Starts the closing handshake with `code`; the socket closes when the peer answers or after 2 s.
+    func startClose(code closeCode: UInt16, reason: String, errorCode: XferError.Code?, message: String?) {
+        guard let context = self.context, self.machine.isOpen || !self.machineClosing else { return }
+        self.machineClosing = true
+        if let errorCode, let message {
+            self.appendEvent(.error(code: errorCode.rawValue, message: message, client: self.clientID))
+            if self.machine.mode == .xfer {
+                self.writeControl(.error(code: errorCode.rawValue, message: message))
+            } else {
+                var json: [UInt8] = []
+                json.append(contentsOf: #"{"ok":false,"code":"#.utf8)
+                JSONLineWriter.appendString(errorCode.rawValue, to: &json)
+                json.append(contentsOf: #","message":"#.utf8)
+                JSONLineWriter.appendString(message, to: &json)
+                json.append(UInt8(ascii: "}"))
+                var buffer = context.channel.allocator.buffer(capacity: json.count)
+                buffer.writeBytes(json)
+                context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
+            }
+        }
+        if self.endReason == nil {
+            self.endReason = (reason, closeCode, message)
+        }
+        self.machine.closeSent()
+        var body = context.channel.allocator.buffer(capacity: 2 + 123)
+        body.writeInteger(closeCode)
+        // RFC 6455 section 5.5: a control frame's payload is at most 125 bytes.
+        body.writeString(String(decoding: (message ?? "").utf8.prefix(100), as: UTF8.self))
+        context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: body)), promise: nil)
+        self.flushPending()
+        context.flush()
+        self.closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) {
+            self.context?.close(promise: nil)
+        }
+    }
+
+    private var machineClosing = false
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ServerShutdownEvent {
+            self.startClose(code: 1001, reason: "shutdown", errorCode: nil, message: "server shutting down")
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let wsError = error as? NIOWebSocketError {
+            // WebSocketProtocolErrorHandler has already sent the close frame (RFC 6455 section 7.1.7).
+            let code: UInt16 = wsError == .invalidFrameLength ? 1009 : 1002
+            let errorCode: XferError.Code = code == 1009 ? .messageTooLarge : .protocolError
+            let message = code == 1009
+                ? "frame larger than the server's limit of \(self.server.configuration.maxFrameSize) bytes"
+                : "WebSocket protocol error: \(wsError)"
+            if self.endReason == nil {
+                self.endReason = ("error", code, message)
+                self.appendEvent(.error(code: errorCode.rawValue, message: message, client: self.clientID))
+            }
+        } else if self.endReason == nil {
+            self.endReason = ("error", nil, "\(error)")
+        }
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.cancelTimers()
+        self.machine.channelInactive()
+        let end = self.endReason ?? ("error", nil, "connection dropped without a close frame")
+        if self.registered {
+            self.server.registry.unregister(id: self.clientID)
+        } else {
+            self.server.registry.releaseSlot()
+        }
+        if self.registered || self.endReason != nil {
+            self.appendEvent(
+                .disconnected(reason: end.reason, code: end.code.map(Int.init), client: self.clientID, message: end.message)
+            )
+        }
+        self.flushPending()
+        context.fireChannelInactive()
+    }
+}
+
+/// Sent down every connection's pipeline when the server shuts down: close with 1001 (going away).
+struct ServerShutdownEvent: Sendable {}

@@ -1,0 +1,271 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+import Synchronization
+import XferEvents
+import XferProtocol
+
+/// `xfer serve`: binds, upgrades WebSocket connections, answers `GET /health`, and shuts down cleanly.
+public final class XferServer: Sendable {
+    let context: ServerContext
+    private let group: MultiThreadedEventLoopGroup
+    private let channelBox = Mutex<Channel?>(nil)
+
+    /// A server with `configuration`, writing events to `sink`.
+    public init(configuration: ServerConfiguration, sink: FileDescriptorSink, registry: ClientRegistry = ClientRegistry()) {
+        self.context = ServerContext(
+            configuration: configuration,
+            registry: registry,
+            sink: sink,
+            isKnownZone: { TimeZone(identifier: $0) != nil }
+        )
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.threads))
+    }
+
+    /// The registry of connected clients (for stdin commands).
+    public var registry: ClientRegistry { self.context.registry }
+
+    /// Binds and starts accepting; emits `listening` with the real port and returns it.
+    public func start() async throws -> Int {
+        let context = self.context
+        let configuration = context.configuration
+        let bootstrap = ServerBootstrap(group: self.group)
+            .serverChannelOption(.backlog, value: 1024)
+            // SPEC.md: a restarted server binds its port again at once.
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try Self.initializeConnection(channel: channel, server: context)
+                }
+            }
+        let channel: Channel
+        do {
+            channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        } catch {
+            throw XferError(
+                .usage,
+                "cannot listen on \(configuration.host):\(configuration.port): \(error); choose another --port (0 picks a free one)"
+            )
+        }
+        self.channelBox.withLock { $0 = channel }
+        let port = channel.localAddress?.port ?? configuration.port
+        context.sink.emit(
+            .listening(host: configuration.host, port: port, dir: configuration.directory, pid: Int(getpid()))
+        )
+        return port
+    }
+
+    /// Stops accepting, closes every client with 1001, and waits up to `grace` seconds for them to go.
+    public func shutdown(grace: Double = 3) async {
+        let listener = self.channelBox.withLock { $0 }
+        try? await listener?.close().get()
+        let channels = self.context.registry.allChannels()
+        for channel in channels {
+            channel.pipeline.fireUserInboundEventTriggered(ServerShutdownEvent())
+        }
+        let deadline = NIODeadline.now() + .nanoseconds(Int64(grace * 1e9))
+        for channel in channels {
+            let remaining = deadline - NIODeadline.now()
+            if remaining <= .zero { channel.close(promise: nil); continue }
+            let closed = channel.closeFuture
+            let timer = channel.eventLoop.scheduleTask(in: remaining) { channel.close(promise: nil) }
+            try? await closed.get()
+            timer.cancel()
+        }
+        try? await self.group.shutdownGracefully()
+    }
+
+    /// Waits until the listening socket closes.
+    public func waitUntilClosed() async {
+        let listener = self.channelBox.withLock { $0 }
+        try? await listener?.closeFuture.get()
+    }
+
+    private static func initializeConnection(channel: Channel, server: ServerContext) throws {
+        let configuration = server.configuration
+        let slot = ConnectionSlot()
+        let accepted = NIODeadline.now()
+        let handshakeDeadline = accepted + .nanoseconds(Int64(configuration.handshakeTimeout * 1e9))
+        // Slow clients cannot hold a socket forever: close if the upgrade has not happened by the deadline.
+        let upgradeTimer = channel.eventLoop.scheduleTask(deadline: handshakeDeadline) {
+            channel.close(promise: nil)
+        }
+        channel.closeFuture.whenComplete { _ in
+            upgradeTimer.cancel()
+            if slot.reserved && !slot.handedOver {
+                server.registry.releaseSlot()
+            }
+        }
+        let fallback = HTTPFallbackHandler(server: server, slot: slot)
+        let upgrader = NIOWebSocketServerUpgrader(
+            maxFrameSize: configuration.maxFrameSize,
+            automaticErrorHandling: true,
+            shouldUpgrade: { channel, head in
+                channel.eventLoop.makeCompletedFuture {
+                    let decision = UpgradePolicy.decide(head: head, configuration: configuration)
+                    guard case .accept(let subprotocol) = decision else {
+                        slot.refusal = decision
+                        return nil
+                    }
+                    guard server.registry.reserveSlot(limit: configuration.maxConnections) else {
+                        slot.refusal = .refuse(
+                            .serviceUnavailable,
+                            "server full: \(configuration.maxConnections) connections already; try again later"
+                        )
+                        return nil
+                    }
+                    slot.reserved = true
+                    var headers = HTTPHeaders()
+                    if let subprotocol { headers.add(name: "Sec-WebSocket-Protocol", value: subprotocol) }
+                    return headers
+                }
+            },
+            upgradePipelineHandler: { channel, head in
+                channel.eventLoop.makeCompletedFuture {
+                    upgradeTimer.cancel()
+                    slot.handedOver = true
+                    let mode: ServerConnectionStateMachine.Mode =
+                        UpgradePolicy.offersXfer(head) ? .xfer : .plain
+                    let peer = channel.remoteAddress.map(Self.describe) ?? "unknown"
+                    let handler = ServerConnectionHandler(
+                        mode: mode,
+                        server: server,
+                        clientID: server.registry.nextClientID(),
+                        peer: peer,
+                        handshakeDeadline: handshakeDeadline
+                    )
+                    // The WebSocket codec is appended behind the HTTP fallback handler: take it out of the way.
+                    if let fallback = try? channel.pipeline.syncOperations.handler(type: HTTPFallbackHandler.self) {
+                        channel.pipeline.syncOperations.removeHandler(fallback, promise: nil)
+                    }
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+        )
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+            withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }),
+            withErrorHandling: true
+        )
+        try channel.pipeline.syncOperations.addHandler(fallback)
+    }
+
+    static func describe(_ address: SocketAddress) -> String {
+        switch address {
+        case .v6:
+            return "[\(address.ipAddress ?? "?")]:\(address.port ?? 0)"
+        default:
+            return "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
+        }
+    }
+}
+
+/// Per-connection facts shared by the upgrader's callbacks and the fallback handler.
+final class ConnectionSlot: @unchecked Sendable {
+    // Only touched on the channel's event loop.
+    var reserved = false
+    var handedOver = false
+    var refusal: UpgradePolicy.Decision?
+}
+
+/// Decides whether an upgrade request may proceed: token, subprotocol.
+enum UpgradePolicy {
+    enum Decision: Equatable {
+        case accept(subprotocol: String?)
+        case refuse(HTTPResponseStatus, String)
+    }
+
+    static func offersXfer(_ head: HTTPRequestHead) -> Bool {
+        head.headers[canonicalForm: "sec-websocket-protocol"].contains { $0 == Substring(WireMessage.subprotocol) }
+    }
+
+    static func decide(head: HTTPRequestHead, configuration: ServerConfiguration) -> Decision {
+        if let token = configuration.token {
+            let presented: String?
+            if let header = head.headers.first(name: "authorization"), header.lowercased().hasPrefix("bearer ") {
+                presented = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+            } else {
+                presented = ServerURL.queryValue("token", in: head.uri)
+            }
+            guard let presented, constantTimeEquals(presented, token) else {
+                return .refuse(
+                    .unauthorized,
+                    presented == nil
+                        ? "this server needs a token: pass --token (or XFER_TOKEN), or ?token= for plain clients"
+                        : "wrong token: check --token or XFER_TOKEN"
+                )
+            }
+        }
+        return .accept(subprotocol: offersXfer(head) ? WireMessage.subprotocol : nil)
+    }
+}
+
+/// Answers plain HTTP requests: `GET /health`, refused upgrades (401, 503), and everything else (426).
+final class HTTPFallbackHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let server: ServerContext
+    private let slot: ConnectionSlot
+    private var head: HTTPRequestHead?
+
+    init(server: ServerContext, slot: ConnectionSlot) {
+        self.server = server
+        self.slot = slot
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+        case .body:
+            break
+        case .end:
+            guard let head = self.head else { return }
+            self.head = nil
+            self.respond(context: context, head: head)
+        }
+    }
+
+    private func respond(context: ChannelHandlerContext, head: HTTPRequestHead) {
+        let status: HTTPResponseStatus
+        let body: String
+        if case .refuse(let refusedStatus, let message) = self.slot.refusal {
+            status = refusedStatus
+            body = #"{"ok":false,"code":"\#(refusedStatus == .unauthorized ? "unauthorized" : "server_full")","message":"\#(message)"}"#
+        } else if head.method == .GET, head.uri == "/health" || head.uri.hasPrefix("/health?") {
+            status = .ok
+            body =
+                #"{"ok":true,"status":"ok","version":"\#(XferVersion.current)","clients":\#(self.server.registry.count)}"#
+        } else if head.headers[canonicalForm: "upgrade"].isEmpty == false {
+            status = .badRequest
+            body = #"{"ok":false,"code":"protocol_error","message":"malformed WebSocket upgrade request (RFC 6455 section 4.1)"}"#
+        } else {
+            status = .upgradeRequired
+            body = #"{"ok":false,"code":"protocol_error","message":"this is an xfer WebSocket server: connect with xfer or a WebSocket client; GET /health for a health check"}"#
+        }
+        self.slot.refusal = nil
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(body.utf8.count + 1))
+        headers.add(name: "Connection", value: status == .ok ? "keep-alive" : "close")
+        if status == .upgradeRequired { headers.add(name: "Upgrade", value: "websocket") }
+        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        var buffer = context.channel.allocator.buffer(capacity: body.utf8.count + 1)
+        buffer.writeString(body + "\n")
+        context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
+        if status != .ok {
+            done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // A refused upgrade arrives here as an error before the request itself; the request is answered above.
+        if error is NIOWebSocketUpgradeError { return }
+        context.close(promise: nil)
+    }
+}

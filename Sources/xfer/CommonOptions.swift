@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import XferProtocol
+
+/// Options every client command shares.
+struct ClientOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Server to connect to: ws://HOST:PORT[/PATH] or HOST:PORT (env XFER_SERVER, default ws://127.0.0.1:8000).",
+            valueName: "url"
+        )
+    )
+    var server: String?
+
+    @Option(name: .long, help: ArgumentHelp("Token the server requires (env XFER_TOKEN).", valueName: "token"))
+    var token: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Timezone to announce: an IANA name, UTC, or +hh:mm (default: this machine's zone).",
+            valueName: "zone"
+        )
+    )
+    var timezone: String?
+
+    @OptionGroup var heartbeat: HeartbeatOptions
+
+    /// The server URL from the option, the environment, or the default.
+    func serverURL() throws(XferError) -> ServerURL {
+        let text = self.server ?? ProcessInfo.processInfo.environment["XFER_SERVER"] ?? ServerURL.defaultValue
+        return try ServerURL(parsing: text)
+    }
+
+    /// The token from the option or the environment.
+    var resolvedToken: String? {
+        self.token ?? ProcessInfo.processInfo.environment["XFER_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// The timezone to send: `--timezone`, or this machine's zone.
+    func resolvedTimezone() throws(XferError) -> String {
+        if let zone = self.timezone {
+            return try ClientTimezone.validate(zone, isKnownZone: { TimeZone(identifier: $0) != nil })
+        }
+        return MachineTimezone.identifier
+    }
+
+    func validate() throws {
+        if let server = self.server {
+            do { _ = try ServerURL(parsing: server) } catch { throw ValidationError(error.message) }
+        }
+        try self.heartbeat.validate()
+    }
+}
+
+/// `--ping-interval` and `--ping-timeout`, shared by the server and the clients.
+struct HeartbeatOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Seconds between WebSocket pings (default 20, under common 60 s proxy idle timeouts).",
+            valueName: "seconds"
+        )
+    )
+    var pingInterval: Double = 20
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Seconds without any frame from the peer before it is considered gone (default 60).", valueName: "seconds")
+    )
+    var pingTimeout: Double = 60
+
+    func validate() throws {
+        guard self.pingInterval > 0, self.pingInterval.isFinite else {
+            throw ValidationError("--ping-interval must be a positive number of seconds, e.g. --ping-interval 20")
+        }
+        guard self.pingTimeout > self.pingInterval, self.pingTimeout.isFinite else {
+            throw ValidationError("--ping-timeout must be longer than --ping-interval, e.g. --ping-timeout 60")
+        }
+    }
+}
+
+/// This machine's timezone as an IANA name, falling back to UTC.
+enum MachineTimezone {
+    static var identifier: String {
+        let zone = TimeZone.current.identifier
+        if (try? ClientTimezone.validate(zone, isKnownZone: { TimeZone(identifier: $0) != nil })) != nil {
+            return zone
+        }
+        return "UTC"
+    }
+}

@@ -1,0 +1,143 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import XferEvents
+import XferProtocol
+import XferTransport
+
+/// `xfer serve`: accept clients, print their events, take commands on stdin.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Accept clients over WebSocket and print every event as a JSON line.",
+        discussion: """
+            Plain WebSocket clients send their timezone as the first text frame, then one text message per frame, \
+            and get a JSON status ({"ok":true,"id":N}) for each. Commands on stdin, one JSON object per line: \
+            {"cmd":"send","to":"NAME or client id","text":"..."}, {"cmd":"broadcast","text":"..."}, {"cmd":"clients"}. \
+            SIGINT or SIGTERM closes every client with 1001 and exits 0.
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("Address to listen on; 0.0.0.0 or :: for all interfaces.", valueName: "host"))
+    var host: String = "127.0.0.1"
+
+    @Option(name: .long, help: ArgumentHelp("Port to listen on; 0 picks a free port (see the listening event).", valueName: "port"))
+    var port: Int = 8000
+
+    @Option(name: .long, help: ArgumentHelp("Directory for received files; created if missing.", valueName: "dir"))
+    var dir: String = "."
+
+    @Option(name: .long, help: ArgumentHelp("Token clients must present (env XFER_TOKEN).", valueName: "token"))
+    var token: String?
+
+    @OptionGroup var heartbeat: HeartbeatOptions
+
+    @Option(name: .long, help: ArgumentHelp("Most simultaneous connections; more get HTTP 503.", valueName: "n"))
+    var maxConnections: Int = 10_000
+
+    @Option(name: .long, help: ArgumentHelp("Largest text message in bytes; larger ones close with 1009.", valueName: "bytes"))
+    var maxTextBytes: Int = 1 << 20
+
+    @Option(name: .long, help: ArgumentHelp("Seconds a client has from connecting to sending a valid timezone.", valueName: "seconds"))
+    var handshakeTimeout: Double = 10
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Seconds texts for a listener name are held while its listeners reconnect.", valueName: "seconds")
+    )
+    var holdSeconds: Double = 60
+
+    @Option(name: .long, help: ArgumentHelp("Most texts held per listener name.", valueName: "n"))
+    var holdMessages: Int = 1000
+
+    func validate() throws {
+        guard (0...65535).contains(self.port) else {
+            throw ValidationError("--port must be between 0 and 65535 (0 picks a free port)")
+        }
+        guard self.maxConnections > 0 else { throw ValidationError("--max-connections must be at least 1") }
+        guard self.maxTextBytes > 0, self.maxTextBytes <= 64 << 20 else {
+            throw ValidationError("--max-text-bytes must be between 1 and 67108864")
+        }
+        guard self.handshakeTimeout > 0 else { throw ValidationError("--handshake-timeout must be positive") }
+        guard self.holdSeconds >= 0, self.holdMessages >= 0 else {
+            throw ValidationError("--hold-seconds and --hold-messages must not be negative")
+        }
+    }
+
+    func run() async throws {
+        let directory = try Self.prepareDirectory(self.dir)
+        let configuration = ServerConfiguration(
+            host: self.host,
+            port: self.port,
+            directory: directory,
+            token: self.token ?? ProcessInfo.processInfo.environment["XFER_TOKEN"].flatMap { $0.isEmpty ? nil : $0 },
+            pingInterval: self.heartbeat.pingInterval,
+            pingTimeout: self.heartbeat.pingTimeout,
+            handshakeTimeout: self.handshakeTimeout,
+            maxConnections: self.maxConnections,
+            maxTextBytes: self.maxTextBytes
+        )
+        let sink = FileDescriptorSink()
+        let server = XferServer(
+            configuration: configuration,
+            sink: sink,
+            registry: ClientRegistry(holdSeconds: self.holdSeconds, maxHeldPerName: self.holdMessages)
+        )
+        _ = try await server.start()
+        let stopped = SignalWatcher.onTermination {
+            await server.shutdown()
+        }
+        ServeStdinCommands(registry: server.registry, sink: sink).start()
+        await stopped.value
+    }
+
+    /// Makes `path` absolute, creates it if missing, and checks that it is a writable directory.
+    static func prepareDirectory(_ path: String) throws(XferError) -> String {
+        let manager = FileManager.default
+        let absolute = URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: manager.currentDirectoryPath))
+            .standardizedFileURL.path
+        var isDirectory: ObjCBool = false
+        if !manager.fileExists(atPath: absolute, isDirectory: &isDirectory) {
+            do {
+                try manager.createDirectory(atPath: absolute, withIntermediateDirectories: true)
+            } catch {
+                throw XferError(.usage, "cannot create --dir \(absolute): \(error.localizedDescription)")
+            }
+        } else if !isDirectory.boolValue {
+            throw XferError(.usage, "--dir \(absolute) is a file, not a directory")
+        }
+        guard manager.isWritableFile(atPath: absolute) else {
+            throw XferError(.usage, "--dir \(absolute) is not writable by this user")
+        }
+        return absolute
+    }
+}
+
+/// Runs `shutdown` once on the first SIGINT or SIGTERM; the returned task ends after it.
+enum SignalWatcher {
+    static func onTermination(_ shutdown: @escaping @Sendable () async -> Void) -> Task<Void, Never> {
+        let (stream, continuation) = AsyncStream<Int32>.makeStream()
+        var sources: [DispatchSourceSignal] = []
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler { continuation.yield(signalNumber) }
+            source.resume()
+            sources.append(source)
+        }
+        let kept = UncheckedBox(sources)
+        return Task {
+            for await _ in stream {
+                _ = kept
+                await shutdown()
+                return
+            }
+        }
+    }
+}
+
+/// Holds a non-Sendable value that is only kept alive, never used across threads.
+final class UncheckedBox<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

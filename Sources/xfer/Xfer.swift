@@ -1,0 +1,65 @@
+import ArgumentParser
+import XferEvents
+import XferProtocol
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `xfer` command: one binary, several subcommands.
+@main
+struct Xfer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "xfer",
+        abstract: "Move text and files between scripts over WebSocket, with JSON-lines events.",
+        discussion: """
+            Every event is one JSON object per line on stdout; human diagnostics go to stderr. \
+            See xfer(1) for events and exit codes, and xfer-protocol(7) for the wire protocol.
+            """,
+        version: XferVersion.current,
+        subcommands: [ServeCommand.self, SendCommand.self]
+    )
+
+    /// Parses, runs, and maps every failure to an `error` event, a stderr line, and a sysexits status.
+    static func main() async {
+        // A reader of our stdout that goes away must not kill a server: writes then fail with EPIPE.
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as XferError {
+            CommandFailure.report(error)
+            Glibc.exit(error.exitStatus)
+        } catch {
+            let code = exitCode(for: error)
+            if code != .success, !(error is CleanExit) {
+                let text = fullMessage(for: error)
+                FileDescriptorSink().emit(
+                    .error(code: XferError.Code.usage.rawValue, message: text.split(separator: "\n").first.map(String.init) ?? text)
+                )
+            }
+            exit(withError: error)
+        }
+    }
+}
+
+/// Reports a command's failure: an `error` event on stdout and a line on stderr.
+enum CommandFailure {
+    static func report(_ error: XferError) {
+        FileDescriptorSink().emit(.error(code: error.code.rawValue, message: error.message))
+        Diagnostics.print("xfer: \(error.message)")
+    }
+}
+
+/// Human diagnostics on stderr.
+enum Diagnostics {
+    static func print(_ line: String) {
+        var bytes = Array(line.utf8)
+        bytes.append(UInt8(ascii: "\n"))
+        bytes.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
+    }
+}
