@@ -206,14 +206,6 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         switch action {
         case .connected(let session):
             self.handshakeTimer?.cancel()
-            self.server.registry.register(
-                id: self.clientID,
-                channel: context.channel,
-                peer: self.peer,
-                session: session,
-                plain: self.machine.mode == .plain
-            )
-            self.registered = true
             if self.machine.mode == .xfer {
                 let welcome = WireMessage.welcome([
                     "client": String(self.clientID),
@@ -223,6 +215,15 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 ])
                 self.writeControl(welcome)
             }
+            // After `welcome`: registering writes texts held for this listener name, which must follow it.
+            self.server.registry.register(
+                id: self.clientID,
+                channel: context.channel,
+                peer: self.peer,
+                session: session,
+                plain: self.machine.mode == .plain
+            )
+            self.registered = true
             self.appendEvent(
                 .clientConnected(
                     client: self.clientID,

@@ -1,0 +1,259 @@
+import Foundation
+import Synchronization
+import Testing
+
+/// Paths the end-to-end tests need: the built binary, the package root, the Python helpers.
+enum TestPaths {
+    /// The package root, found from this file's path.
+    static let root: URL = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<4 { url.deleteLastPathComponent() }
+        return url
+    }()
+
+    /// The `xfer` binary under test: `XFER_BIN`, or the debug build in `.build`.
+    static let binary: URL = {
+        if let path = ProcessInfo.processInfo.environment["XFER_BIN"] { return URL(fileURLWithPath: path) }
+        return root.appendingPathComponent(".build/debug/xfer")
+    }()
+
+    /// A Python helper under Tests/Support.
+    static func support(_ name: String) -> String {
+        root.appendingPathComponent("Tests/Support/\(name)").path
+    }
+
+    /// A new empty temporary directory.
+    static func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("xfer-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+}
+
+/// A JSON event parsed from a line of stdout.
+struct JSONEvent: @unchecked Sendable, CustomStringConvertible {
+    let line: String
+    let object: [String: Any]
+
+    init?(line: String) {
+        guard let data = line.data(using: .utf8),
+            let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        else { return nil }
+        self.line = line
+        self.object = object
+    }
+
+    var event: String { self.object["event"] as? String ?? "" }
+    subscript(key: String) -> Any? { self.object[key] }
+    func string(_ key: String) -> String? { self.object[key] as? String }
+    func int(_ key: String) -> Int? { (self.object[key] as? NSNumber)?.intValue }
+    func bool(_ key: String) -> Bool? { (self.object[key] as? NSNumber)?.boolValue }
+    var description: String { self.line }
+}
+
+/// Collected output of a child process, shared with the pipe handlers.
+final class OutputCollector: Sendable {
+    struct State {
+        var lines: [String] = []
+        var partial = Data()
+        var stderr = Data()
+    }
+    let state = Mutex(State())
+}
+
+/// A running child process whose stdout lines are collected as they arrive.
+final class RunningProcess: @unchecked Sendable {
+    let process = Process()
+    private let collector = OutputCollector()
+    private let stdinPipe = Pipe()
+
+    /// Starts `executable` with `arguments`; stdin stays open for `writeStdin` unless `stdinNull`.
+    init(executable: String, arguments: [String], environment: [String: String]? = nil, stdinNull: Bool = false) throws {
+        self.process.executableURL = URL(fileURLWithPath: executable)
+        self.process.arguments = arguments
+        if let environment {
+            self.process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        let stdout = Pipe()
+        let stderr = Pipe()
+        self.process.standardOutput = stdout
+        self.process.standardError = stderr
+        self.process.standardInput = stdinNull ? FileHandle.nullDevice : self.stdinPipe
+        stdout.fileHandleForReading.readabilityHandler = { [collector] handle in
+            let state = collector
+            let data = handle.availableData
+            state.state.withLock { state in
+                state.partial.append(data)
+                while let newline = state.partial.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = String(decoding: state.partial[state.partial.startIndex..<newline], as: UTF8.self)
+                    state.lines.append(line)
+                    state.partial.removeSubrange(state.partial.startIndex...newline)
+                }
+                if data.isEmpty && !state.partial.isEmpty {
+                    // EOF: the last line had no newline.
+                    state.lines.append(String(decoding: state.partial, as: UTF8.self))
+                    state.partial.removeAll()
+                }
+            }
+            if data.isEmpty { handle.readabilityHandler = nil }
+        }
+        stderr.fileHandleForReading.readabilityHandler = { [collector] handle in
+            let data = handle.availableData
+            collector.state.withLock { $0.stderr.append(data) }
+            if data.isEmpty { handle.readabilityHandler = nil }
+        }
+        try self.process.run()
+    }
+
+    /// Every complete stdout line so far.
+    var lines: [String] { self.collector.state.withLock { $0.lines } }
+    /// Every stdout line so far, parsed.
+    var events: [JSONEvent] { self.lines.compactMap(JSONEvent.init(line:)) }
+    /// Everything written to stderr so far.
+    var stderr: String { self.collector.state.withLock { String(decoding: $0.stderr, as: UTF8.self) } }
+
+    /// Writes `text` to the process's stdin.
+    func writeStdin(_ text: String) {
+        self.stdinPipe.fileHandleForWriting.write(Data(text.utf8))
+    }
+
+    /// Closes the process's stdin (EOF).
+    func closeStdin() {
+        try? self.stdinPipe.fileHandleForWriting.close()
+    }
+
+    /// Waits until an event satisfies `predicate`, or fails the test after `timeout` seconds.
+    @discardableResult
+    func waitForEvent(
+        timeout: Double = 10,
+        sourceLocation: SourceLocation = #_sourceLocation,
+        _ predicate: (JSONEvent) -> Bool
+    ) async throws -> JSONEvent {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let event = self.events.first(where: predicate) { return event }
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
+        Issue.record(
+            "no matching event within \(timeout) s; got:\n\(self.lines.suffix(20).joined(separator: "\n"))\nstderr: \(self.stderr.suffix(2000))",
+            sourceLocation: sourceLocation
+        )
+        throw CancellationError()
+    }
+
+    /// Waits until `count` events satisfy `predicate`.
+    func waitForEvents(count: Int, timeout: Double = 20, _ predicate: (JSONEvent) -> Bool) async throws -> [JSONEvent] {
+        let deadline = Date().addingTimeInterval(timeout)
+        var matching: [JSONEvent] = []
+        while Date() < deadline {
+            matching = self.events.filter(predicate)
+            if matching.count >= count { return matching }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        Issue.record("only \(matching.count) of \(count) events arrived within \(timeout) s")
+        throw CancellationError()
+    }
+
+    /// Sends `signal` to the process.
+    func signal(_ signal: Int32) {
+        kill(self.process.processIdentifier, signal)
+    }
+
+    /// Waits for the process to exit (killing it after `timeout` seconds) and returns its status.
+    @discardableResult
+    func waitForExit(timeout: Double = 20) async -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while self.process.isRunning && Date() < deadline {
+            try? await Task.sleep(nanoseconds: 10_000_000)
+        }
+        if self.process.isRunning {
+            kill(self.process.processIdentifier, SIGKILL)
+            self.process.waitUntilExit()
+        }
+        // Let the readability handlers drain the last output.
+        try? await Task.sleep(nanoseconds: 50_000_000)
+        return self.process.terminationStatus
+    }
+}
+
+/// An `xfer serve` started on port 0 for one test.
+final class TestServer: @unchecked Sendable {
+    let process: RunningProcess
+    let port: Int
+    let directory: URL
+
+    /// Starts `xfer serve --port 0 --dir <temp> extra...` and waits for `listening`.
+    init(_ extra: [String] = [], directory: URL? = nil, stdinNull: Bool = false) async throws {
+        self.directory = try directory ?? TestPaths.temporaryDirectory()
+        self.process = try RunningProcess(
+            executable: TestPaths.binary.path,
+            arguments: ["serve", "--port", "0", "--dir", self.directory.path] + extra,
+            stdinNull: stdinNull
+        )
+        let listening = try await self.process.waitForEvent { $0.event == "listening" }
+        self.port = try #require(listening.int("port"))
+    }
+
+    /// `ws://127.0.0.1:PORT`.
+    var url: String { "ws://127.0.0.1:\(self.port)" }
+
+    /// Stops the server with SIGTERM and returns its exit status.
+    @discardableResult
+    func stop() async -> Int32 {
+        self.process.signal(SIGTERM)
+        return await self.process.waitForExit()
+    }
+}
+
+/// The result of running a command to completion.
+struct CommandResult: Sendable {
+    var status: Int32
+    var lines: [String]
+    var stderr: String
+    var events: [JSONEvent] { self.lines.compactMap(JSONEvent.init(line:)) }
+}
+
+/// Runs `xfer args...` (or another executable) with `stdin`, to completion.
+func runCommand(
+    _ arguments: [String],
+    executable: String = TestPaths.binary.path,
+    stdin: String? = nil,
+    environment: [String: String]? = nil,
+    timeout: Double = 60
+) async throws -> CommandResult {
+    let running = try RunningProcess(
+        executable: executable,
+        arguments: arguments,
+        environment: environment,
+        stdinNull: stdin == nil
+    )
+    if let stdin {
+        running.writeStdin(stdin)
+        running.closeStdin()
+    }
+    let status = await running.waitForExit(timeout: timeout)
+    return CommandResult(status: status, lines: running.lines, stderr: running.stderr)
+}
+
+/// Runs `xfer` and returns its result.
+func xfer(_ arguments: String..., stdin: String? = nil, environment: [String: String]? = nil) async throws -> CommandResult {
+    try await runCommand(arguments, stdin: stdin, environment: environment)
+}
+
+/// Runs a Tests/Support/wspeer.py mode and returns its JSON lines.
+func wsPeer(_ arguments: String..., timeout: Double = 30) async throws -> CommandResult {
+    try await runCommand(["python3", TestPaths.support("wspeer.py")] + arguments, executable: "/usr/bin/env", timeout: timeout)
+}
+
+/// Checks every line against schema/events.schema.json with Python's jsonschema; records a test issue for each
+/// invalid line.
+func expectValidEvents(_ lines: [String], sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("events-\(UUID().uuidString).jsonl")
+    try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(at: file) }
+    let result = try await runCommand(
+        ["python3", TestPaths.support("validate_events.py"), TestPaths.root.appendingPathComponent("schema/events.schema.json").path, file.path],
+        executable: "/usr/bin/env"
+    )
+    #expect(result.status == 0, "events failed schema validation:\n\(result.lines.joined(separator: "\n"))\(result.stderr)", sourceLocation: sourceLocation)
+}
