@@ -27,11 +27,14 @@ extension EventSink {
 /// once, also into a pipe: there is no user-space buffer to forget.
 public final class FileDescriptorSink: EventSink {
     private let fd: Int32
-    private let lock = Mutex<Void>(())
+    private let lock = Mutex<Bool>(false)
+    private let onBrokenPipe: (@Sendable () -> Void)?
 
-    /// A sink writing to `fd` (standard output by default).
-    public init(fd: Int32 = 1) {
+    /// A sink writing to `fd` (standard output by default). `onBrokenPipe` runs once when the reader has gone
+    /// away (EPIPE), so that `xfer listen | head -n 3` can end.
+    public init(fd: Int32 = 1, onBrokenPipe: (@Sendable () -> Void)? = nil) {
         self.fd = fd
+        self.onBrokenPipe = onBrokenPipe
     }
 
     public func emit(_ events: [Event]) {
@@ -46,20 +49,24 @@ public final class FileDescriptorSink: EventSink {
     /// Writes pre-encoded lines (each ending in a newline).
     public func write(_ bytes: [UInt8]) {
         guard !bytes.isEmpty else { return }
-        self.lock.withLock { _ in
-            bytes.withUnsafeBytes { raw in
+        let brokeNow = self.lock.withLock { broken -> Bool in
+            bytes.withUnsafeBytes { raw -> Bool in
                 var offset = 0
                 while offset < raw.count {
                     let written = Glibc.write(self.fd, raw.baseAddress! + offset, raw.count - offset)
                     if written < 0 {
                         if errno == EINTR || errno == EAGAIN { continue }
                         // The reader went away (EPIPE) or the disk is full: events are lost, the work goes on.
-                        return
+                        let first = errno == EPIPE && !broken
+                        if errno == EPIPE { broken = true }
+                        return first
                     }
                     offset += written
                 }
+                return false
             }
         }
+        if brokeNow { self.onBrokenPipe?() }
     }
 }
 

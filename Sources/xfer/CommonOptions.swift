@@ -59,7 +59,7 @@ struct HeartbeatOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Seconds between WebSocket pings (default 20, under common 60 s proxy idle timeouts).",
+            "Seconds between WebSocket pings; 20 stays under common 60 s proxy idle timeouts.",
             valueName: "seconds"
         )
     )
@@ -67,7 +67,7 @@ struct HeartbeatOptions: ParsableArguments {
 
     @Option(
         name: .long,
-        help: ArgumentHelp("Seconds without any frame from the peer before it is considered gone (default 60).", valueName: "seconds")
+        help: ArgumentHelp("Seconds without any frame from the peer before it is considered gone.", valueName: "seconds")
     )
     var pingTimeout: Double = 60
 

@@ -50,8 +50,8 @@ struct ListenCommand: AsyncParsableCommand {
         )
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
-        let sink = FileDescriptorSink()
         let stopper = SessionStopper()
+        let sink = FileDescriptorSink(onBrokenPipe: { stopper.stop(on: loop) })
         let signals = SignalWatcher.onTermination { stopper.stop(on: loop) }
         var backoff = Backoff(base: 0.5, cap: self.maxBackoff)
         defer { signals.cancel() }
