@@ -10,12 +10,18 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
+        .systemLibrary(
+            name: "CXferZlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         .target(
             name: "XferProtocol",
             dependencies: [
-                .product(name: "NIOCore", package: "swift-nio")
+                "CXferZlib",
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .target(
@@ -32,6 +38,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .executableTarget(

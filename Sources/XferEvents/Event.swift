@@ -21,6 +21,12 @@ public enum EventKind: String, Sendable, CaseIterable {
     case sent
     /// The answer to a `clients` command on `serve`'s stdin.
     case clients
+    /// Upload progress: `name`, `bytes`, `total` (null for a stream).
+    case progress
+    /// The server verified and saved an upload.
+    case fileSaved = "file_saved"
+    /// A block failed verification and is sent again.
+    case retry
     /// Something failed: `code` (stable) and `message` (actionable).
     case error
 }
@@ -165,6 +171,75 @@ extension Event {
             [
                 ("cmd", .string(command)), ("to", to.map(JSONScalar.string)), ("delivered", .int(Int64(delivered))),
                 ("held", .int(Int64(held))), ("ref", ref.map(JSONScalar.string)),
+            ]
+        )
+    }
+
+    /// Upload progress of `name`: `bytes` verified so far of `total` (nil for a stream).
+    public static func progress(name: String, bytes: UInt64, total: UInt64?, client: Int?, upload: String) -> Event {
+        Event(
+            .progress,
+            [
+                ("name", .string(name)), ("bytes", .int(Int64(bytes))), ("total", total.map { .int(Int64($0)) } ?? .null),
+                ("client", client.map { .int(Int64($0)) }), ("upload", .string(upload)),
+            ]
+        )
+    }
+
+    /// The server saved an upload at `path` (absolute).
+    public static func fileSaved(
+        client: Int,
+        name: String,
+        path: String,
+        bytes: UInt64,
+        sha256: String,
+        upload: String,
+        resumedFrom: UInt64
+    ) -> Event {
+        Event(
+            .fileSaved,
+            [
+                ("client", .int(Int64(client))), ("name", .string(name)), ("path", .string(path)),
+                ("bytes", .int(Int64(bytes))), ("sha256", .string(sha256)), ("upload", .string(upload)),
+                ("resumed_from", .int(Int64(resumedFrom))),
+            ]
+        )
+    }
+
+    /// The outcome of one upload, on the client.
+    public static func uploadStatus(
+        ok: Bool,
+        file: String,
+        name: String,
+        bytes: UInt64,
+        sha256: String?,
+        path: String?,
+        resumedFrom: UInt64,
+        upload: String,
+        code: String? = nil,
+        reason: String? = nil
+    ) -> Event {
+        Event(
+            .status,
+            [
+                ("ok", .bool(ok)), ("file", .string(file)), ("name", .string(name)), ("bytes", .int(Int64(bytes))),
+                ("sha256", sha256.map(JSONScalar.string)), ("path", path.map(JSONScalar.string)),
+                ("resumed_from", .int(Int64(resumedFrom))), ("upload", .string(upload)),
+                ("code", code.map(JSONScalar.string)), ("reason", reason.map(JSONScalar.string)),
+            ]
+        )
+    }
+
+    /// A block of upload `name` at `offset` failed verification (`reason`) and is sent again; `count` is the
+    /// number of retries of this upload so far.
+    public static func retry(name: String, offset: UInt64, reason: String, count: Int, client: Int?, upload: String)
+        -> Event
+    {
+        Event(
+            .retry,
+            [
+                ("name", .string(name)), ("offset", .int(Int64(offset))), ("reason", .string(reason)),
+                ("count", .int(Int64(count))), ("client", client.map { .int(Int64($0)) }), ("upload", .string(upload)),
             ]
         )
     }

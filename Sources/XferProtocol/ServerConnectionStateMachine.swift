@@ -43,6 +43,8 @@ public struct ServerConnectionStateMachine: Sendable {
         case connected(Session)
         /// Text message number `id`: emit or relay it, then send its status.
         case message(id: UInt64, session: Session)
+        /// An upload message on an upload connection: hand it to the upload receiver.
+        case upload(WireMessage)
         /// Send an `error` and close with the code for this error.
         case fail(XferError.Code, String)
         /// Nothing: the connection is closing and late frames are dropped (a race we live with).
@@ -139,7 +141,13 @@ public struct ServerConnectionStateMachine: Sendable {
             } catch {
                 return .fail(error.code, error.message)
             }
-        case .open:
+        case .open(let session, _):
+            if session.role == "upload" {
+                switch message {
+                case .offer, .block, .finish: return .upload(message)
+                default: break
+                }
+            }
             if case .error = message {
                 // The client reports a failure before it closes; the close frame that follows ends the session.
                 return .ignore
@@ -206,6 +214,13 @@ extension WireMessage {
         case .ack: return "ack"
         case .deliver: return "deliver"
         case .error: return "error"
+        case .offer: return "offer"
+        case .accept: return "accept"
+        case .block: return "block"
+        case .blockAck: return "block_ack"
+        case .blockNack: return "block_nack"
+        case .finish: return "finish"
+        case .saved: return "saved"
         }
     }
 }

@@ -19,6 +19,21 @@ public enum WireMessage: Equatable, Sendable {
     case deliver(seq: UInt64, from: String, text: String)
     /// The sender is about to close because of `code`; `message` says why and what to do.
     case error(code: String, message: String)
+    /// An upload's description (client to server): `upload` (id), `name`, `size` (absent for a stream),
+    /// `block_size`, `mtime`, `kind` (`file` or `stream`).
+    case offer([String: String])
+    /// The server takes the upload; the client sends from `offset`, the bytes it has verified already.
+    case accept(offset: UInt64)
+    /// One block of an upload.
+    case block(Block)
+    /// Every byte before `offset` is verified and written (cumulative).
+    case blockAck(offset: UInt64)
+    /// The block at `offset` failed verification; blocks after it are dropped until it arrives again.
+    case blockNack(offset: UInt64, reason: String)
+    /// The client sent everything: the whole upload is `size` bytes with this SHA-256.
+    case finish(size: UInt64, sha256: [UInt8])
+    /// The server verified and saved the upload as `name` (relative to its directory).
+    case saved(size: UInt64, sha256: [UInt8], name: String)
 
     /// The protocol version this build speaks; also the first byte of every binary frame.
     public static let version: UInt8 = 1
@@ -61,6 +76,31 @@ public enum WireMessage: Equatable, Sendable {
         }
     }
 
+    /// One upload block as it travels.
+    public struct Block: Equatable, Sendable {
+        /// Where the block's raw bytes start in the upload.
+        public var offset: UInt64
+        /// The block's raw (uncompressed) length.
+        public var rawLength: UInt32
+        /// CRC-32 of the raw bytes, verified before anything touches disk.
+        public var crc32: UInt32
+        /// How `payload` encodes the raw bytes.
+        public var encoding: BlockEncoding
+        /// The encoded bytes.
+        public var payload: ByteBuffer
+
+        public init(offset: UInt64, rawLength: UInt32, crc32: UInt32, encoding: BlockEncoding, payload: ByteBuffer) {
+            self.offset = offset
+            self.rawLength = rawLength
+            self.crc32 = crc32
+            self.encoding = encoding
+            self.payload = payload
+        }
+
+        /// Bytes before the payload in a block frame: version, type, offset, length, crc, encoding.
+        public static let headerSize = 2 + 8 + 4 + 4 + 1
+    }
+
     /// Type bytes, the second byte of every frame.
     enum TypeByte: UInt8 {
         case hello = 0x01
@@ -68,6 +108,13 @@ public enum WireMessage: Equatable, Sendable {
         case status = 0x03
         case ack = 0x04
         case deliver = 0x05
+        case offer = 0x10
+        case accept = 0x11
+        case block = 0x12
+        case blockAck = 0x13
+        case blockNack = 0x14
+        case finish = 0x15
+        case saved = 0x16
         case error = 0x7F
     }
 
@@ -86,7 +133,11 @@ public enum WireMessage: Equatable, Sendable {
 
     /// Appends this message's frame payload to `buffer`.
     public func encode(into buffer: inout ByteBuffer) {
-        buffer.writeInteger(Self.version)
+        if case .block = self {
+            // writeBlockHeader writes the version byte itself.
+        } else {
+            buffer.writeInteger(Self.version)
+        }
         switch self {
         case .hello(let fields):
             buffer.writeInteger(TypeByte.hello.rawValue)
@@ -115,7 +166,44 @@ public enum WireMessage: Equatable, Sendable {
             buffer.writeInteger(TypeByte.error.rawValue)
             Self.writeShortString(code, into: &buffer)
             buffer.writeString(message)
+        case .offer(let fields):
+            buffer.writeInteger(TypeByte.offer.rawValue)
+            Self.writeFields(fields, into: &buffer)
+        case .accept(let offset):
+            buffer.writeInteger(TypeByte.accept.rawValue)
+            buffer.writeInteger(offset)
+        case .block(let block):
+            Self.writeBlockHeader(block, into: &buffer)
+            var payload = block.payload
+            buffer.writeBuffer(&payload)
+        case .blockAck(let offset):
+            buffer.writeInteger(TypeByte.blockAck.rawValue)
+            buffer.writeInteger(offset)
+        case .blockNack(let offset, let reason):
+            buffer.writeInteger(TypeByte.blockNack.rawValue)
+            buffer.writeInteger(offset)
+            buffer.writeString(reason)
+        case .finish(let size, let sha256):
+            buffer.writeInteger(TypeByte.finish.rawValue)
+            buffer.writeInteger(size)
+            buffer.writeBytes(sha256)
+        case .saved(let size, let sha256, let name):
+            buffer.writeInteger(TypeByte.saved.rawValue)
+            buffer.writeInteger(size)
+            buffer.writeBytes(sha256)
+            buffer.writeString(name)
         }
+    }
+
+    /// Writes everything of a block frame but its payload (version byte included), so that a sender can encode
+    /// the payload straight after it in the same buffer.
+    public static func writeBlockHeader(_ block: Block, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(Self.version)
+        buffer.writeInteger(TypeByte.block.rawValue)
+        buffer.writeInteger(block.offset)
+        buffer.writeInteger(block.rawLength)
+        buffer.writeInteger(block.crc32)
+        buffer.writeInteger(block.encoding.rawValue)
     }
 
     /// This message as a new buffer.
@@ -175,6 +263,36 @@ public enum WireMessage: Equatable, Sendable {
         case .error:
             let code = try readShortString(&buffer, what: "error")
             message = .error(code: code, message: try readRestAsUTF8(&buffer, what: "error"))
+        case .offer:
+            message = .offer(try readFields(&buffer, limits: limits))
+        case .accept:
+            guard let offset = buffer.readInteger(as: UInt64.self) else { throw truncated("accept") }
+            message = .accept(offset: offset)
+        case .block:
+            guard let offset = buffer.readInteger(as: UInt64.self), let rawLength = buffer.readInteger(as: UInt32.self),
+                let crc = buffer.readInteger(as: UInt32.self), let encodingByte = buffer.readInteger(as: UInt8.self)
+            else { throw truncated("block") }
+            guard let encoding = BlockEncoding(rawValue: encodingByte) else {
+                throw XferError(.protocolError, "block at offset \(offset) has unknown encoding \(encodingByte)")
+            }
+            let payload = buffer.readSlice(length: buffer.readableBytes)!
+            message = .block(Block(offset: offset, rawLength: rawLength, crc32: crc, encoding: encoding, payload: payload))
+        case .blockAck:
+            guard let offset = buffer.readInteger(as: UInt64.self) else { throw truncated("block_ack") }
+            message = .blockAck(offset: offset)
+        case .blockNack:
+            guard let offset = buffer.readInteger(as: UInt64.self) else { throw truncated("block_nack") }
+            message = .blockNack(offset: offset, reason: try readRestAsUTF8(&buffer, what: "block_nack"))
+        case .finish:
+            guard let size = buffer.readInteger(as: UInt64.self), let sha = buffer.readBytes(length: 32) else {
+                throw truncated("finish")
+            }
+            message = .finish(size: size, sha256: sha)
+        case .saved:
+            guard let size = buffer.readInteger(as: UInt64.self), let sha = buffer.readBytes(length: 32) else {
+                throw truncated("saved")
+            }
+            message = .saved(size: size, sha256: sha, name: try readRestAsUTF8(&buffer, what: "saved"))
         }
         if buffer.readableBytes != 0 {
             throw XferError(.protocolError, "\(buffer.readableBytes) unexpected bytes after a \(type) message")

@@ -41,6 +41,24 @@ public struct XferError: Error, Sendable, CustomStringConvertible {
         public static let inputUnreadable = Code(rawValue: "input_unreadable")
         /// A command line on `serve`'s stdin could not be understood.
         public static let badCommand = Code(rawValue: "bad_command")
+        /// A block failed its checksum or did not decompress to its declared size.
+        public static let corruptBlock = Code(rawValue: "corrupt_block")
+        /// A block kept failing its checksum: the source may be changing or the path corrupts data.
+        public static let checksumFailed = Code(rawValue: "checksum_failed")
+        /// The whole file's SHA-256 or size did not match at the end.
+        public static let integrityFailed = Code(rawValue: "integrity_failed")
+        /// The file is larger than the server's `--max-file-size`.
+        public static let fileTooLarge = Code(rawValue: "file_too_large")
+        /// The server's disk is full; the verified part is kept for a resume.
+        public static let diskFull = Code(rawValue: "disk_full")
+        /// The server cannot write into its directory.
+        public static let storageFailed = Code(rawValue: "storage_failed")
+        /// A file name from the client cannot be made safe (empty, only dots, ...).
+        public static let badName = Code(rawValue: "bad_name")
+        /// A stream upload lost more than its replay window and cannot resume.
+        public static let replayWindowExceeded = Code(rawValue: "replay_window_exceeded")
+        /// The upload was taken over by a newer connection for the same upload id.
+        public static let superseded = Code(rawValue: "superseded")
         /// An unexpected failure inside xfer.
         public static let internalError = Code(rawValue: "internal_error")
     }
@@ -69,10 +87,13 @@ public struct XferError: Error, Sendable, CustomStringConvertible {
     public static func exitStatus(for code: Code) -> Int32 {
         switch code {
         case .usage, .badTimezone: return 64
-        case .rejected, .noListener, .invalidUTF8, .messageTooLarge, .protocolError: return 65
+        case .rejected, .noListener, .invalidUTF8, .messageTooLarge, .protocolError, .corruptBlock, .checksumFailed,
+            .integrityFailed, .fileTooLarge, .badName:
+            return 65
         case .inputUnreadable: return 66
         case .serverUnreachable, .connectionLost, .timeout, .handshakeTimeout: return 69
-        case .serverFull, .shutdown: return 75
+        case .serverFull, .shutdown, .diskFull, .storageFailed, .superseded: return 75
+        case .replayWindowExceeded: return 69
         case .unauthorized: return 77
         default: return 70
         }
@@ -87,7 +108,9 @@ public struct XferError: Error, Sendable, CustomStringConvertible {
         case .protocolError: return 1002
         case .serverFull: return 1013
         case .shutdown: return 1001
-        case .handshakeTimeout, .timeout: return 1008
+        case .handshakeTimeout, .timeout, .superseded: return 1008
+        case .corruptBlock, .checksumFailed, .integrityFailed, .fileTooLarge, .badName: return 1008
+        case .diskFull, .storageFailed: return 1011
         default: return 1011
         }
     }

@@ -281,6 +281,7 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
+        if let connection = self.connection { self.role.ended(connection: connection) }
         self.pingTimer?.cancel()
         self.welcomeTimer?.cancel()
         self.closeTimer?.cancel()

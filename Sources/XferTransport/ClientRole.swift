@@ -16,11 +16,14 @@ public protocol ClientRole: AnyObject {
     func receivedText(_ text: String, connection: ClientConnection)
     /// The socket became writable again after back-pressure.
     func writable(connection: ClientConnection)
+    /// The connection closed; the role must not use `connection` any more.
+    func ended(connection: ClientConnection)
 }
 
 extension ClientRole {
     public func receivedText(_ text: String, connection: ClientConnection) {}
     public func writable(connection: ClientConnection) {}
+    public func ended(connection: ClientConnection) {}
 }
 
 /// How a client session ended.
@@ -61,6 +64,11 @@ public final class ClientConnection {
             WebSocketFrame(fin: true, opcode: .binary, maskKey: .random(), data: message.encoded(allocator: self.allocator)),
             flush: false
         )
+    }
+
+    /// Writes a pre-encoded binary frame payload (e.g. an upload block built on another thread).
+    public func writeFrame(_ payload: ByteBuffer) {
+        self.handler.write(WebSocketFrame(fin: true, opcode: .binary, maskKey: .random(), data: payload), flush: false)
     }
 
     /// Flushes written frames to the socket.

@@ -18,6 +18,10 @@ public struct ServerConfiguration: Sendable {
     public var maxConnections: Int
     /// Largest text message in bytes (UTF-8); larger ones close the connection with 1009.
     public var maxTextBytes: Int
+    /// Largest upload accepted, in bytes; 1 TiB by default.
+    public var maxFileSize: UInt64
+    /// Seconds a partial upload is kept for a resume after its last block; 7 days by default.
+    public var partialTTL: Double
     /// Event loop threads; defaults to the number of cores.
     public var threads: Int
 
@@ -32,6 +36,8 @@ public struct ServerConfiguration: Sendable {
         handshakeTimeout: Double = 10,
         maxConnections: Int = 10_000,
         maxTextBytes: Int = 1 << 20,
+        maxFileSize: UInt64 = 1 << 40,
+        partialTTL: Double = 7 * 86400,
         threads: Int = System.coreCount
     ) {
         self.host = host
@@ -43,11 +49,13 @@ public struct ServerConfiguration: Sendable {
         self.handshakeTimeout = handshakeTimeout
         self.maxConnections = maxConnections
         self.maxTextBytes = maxTextBytes
+        self.maxFileSize = maxFileSize
+        self.partialTTL = partialTTL
         self.threads = threads
     }
 
     /// The largest WebSocket frame the decoder accepts: a whole text message plus header room.
-    var maxFrameSize: Int { self.maxTextBytes + 64 }
+    var maxFrameSize: Int { max(self.maxTextBytes, UploadReceiver.maxBlockSize) + 64 }
 }
 
 import NIOCore

@@ -9,16 +9,20 @@ final class ServerContext: Sendable {
     let registry: ClientRegistry
     let sink: FileDescriptorSink
     let isKnownZone: @Sendable (String) -> Bool
+    let store: UploadStore
+    let uploads = ActiveUploads()
 
     init(
         configuration: ServerConfiguration,
         registry: ClientRegistry,
         sink: FileDescriptorSink,
+        store: UploadStore,
         isKnownZone: @escaping @Sendable (String) -> Bool
     ) {
         self.configuration = configuration
         self.registry = registry
         self.sink = sink
+        self.store = store
         self.isKnownZone = isKnownZone
     }
 }
@@ -116,6 +120,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.inRead = true
         let frame = self.unwrapInboundIn(data)
         self.heartbeat.frameReceived(now: Monotonic.now())
         switch frame.opcode {
@@ -159,6 +164,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        self.inRead = false
         self.flushPending()
     }
 
@@ -275,12 +281,44 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 }
                 self.sendStatus(status)
             }
+        case .upload(let message):
+            self.uploadReceiver(context: context).received(message)
         case .fail(let code, let message):
             self.fail(code, message)
         case .ignore:
             break
         }
     }
+
+    private var upload: UploadReceiver?
+
+    private func uploadReceiver(context: ChannelHandlerContext) -> UploadReceiver {
+        if let upload = self.upload { return upload }
+        let channel = context.channel
+        let upload = UploadReceiver(
+            server: self.server,
+            clientID: self.clientID,
+            loop: context.eventLoop,
+            send: { [unowned self] message in
+                self.writeControl(message)
+                self.context?.flush()
+            },
+            fail: { [unowned self] code, message in self.fail(code, message) },
+            closeChannel: { channel.close(promise: nil) },
+            emit: { [unowned self] event in
+                self.appendEvent(event)
+                if self.pendingEvents.count > 0 && !self.inRead { self.flushPending() }
+            },
+            setReading: { reading in
+                channel.setOption(ChannelOptions.autoRead, value: reading).whenComplete { _ in }
+                if reading { channel.read() }
+            }
+        )
+        self.upload = upload
+        return upload
+    }
+
+    private var inRead = false
 
     private func queueOK(_ id: UInt64) {
         if self.machine.mode == .plain {
@@ -457,6 +495,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
     func channelInactive(context: ChannelHandlerContext) {
         self.cancelTimers()
+        self.upload?.connectionClosed()
         self.machine.channelInactive()
         let end = self.endReason ?? ("error", nil, "connection dropped without a close frame")
         if self.registered {

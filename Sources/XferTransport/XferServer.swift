@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -19,6 +20,7 @@ public final class XferServer: Sendable {
             configuration: configuration,
             registry: registry,
             sink: sink,
+            store: LocalUploadStore(directory: configuration.directory, maxFileSize: configuration.maxFileSize),
             isKnownZone: { TimeZone(identifier: $0) != nil }
         )
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.threads))
@@ -52,11 +54,30 @@ public final class XferServer: Sendable {
             )
         }
         self.channelBox.withLock { $0 = channel }
+        self.scheduleCleanup(on: channel.eventLoop)
         let port = channel.localAddress?.port ?? configuration.port
         context.sink.emit(
             .listening(host: configuration.host, port: port, dir: configuration.directory, pid: Int(getpid()))
         )
         return port
+    }
+
+    /// Removes partial uploads older than the configured TTL now and every hour.
+    private func scheduleCleanup(on loop: EventLoop) {
+        guard let store = self.context.store as? LocalUploadStore else { return }
+        let ttl = self.context.configuration.partialTTL
+        let clean: @Sendable () -> Void = {
+            DispatchQueue.global().async {
+                let removed = store.removeStalePartials(olderThan: ttl)
+                if removed > 0 {
+                    // Housekeeping, not an event: a note for the operator on stderr.
+                    let note = "xfer: removed \(removed) partial upload(s) idle for over \(ttl / 86400) days (--keep-partial)\n"
+                    FileHandle.standardError.write(Data(note.utf8))
+                }
+            }
+        }
+        clean()
+        loop.scheduleRepeatedTask(initialDelay: .hours(1), delay: .hours(1)) { _ in clean() }
     }
 
     /// Stops accepting, closes every client with 1001, and waits up to `grace` seconds for them to go.

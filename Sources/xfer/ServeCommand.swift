@@ -50,6 +50,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Most texts held per listener name.", valueName: "n"))
     var holdMessages: Int = 1000
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Largest upload accepted, in bytes; suffixes K, M, G, T (powers of 1024).", valueName: "size")
+    )
+    var maxFileSize: String = "1T"
+
+    @Option(name: .long, help: ArgumentHelp("Days a partial upload is kept for a resume after its last block.", valueName: "days"))
+    var keepPartial: Double = 7
+
     func validate() throws {
         guard (0...65535).contains(self.port) else {
             throw ValidationError("--port must be between 0 and 65535 (0 picks a free port)")
@@ -59,6 +68,10 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--max-text-bytes must be between 1 and 67108864")
         }
         guard self.handshakeTimeout > 0 else { throw ValidationError("--handshake-timeout must be positive") }
+        guard ByteSize.parse(self.maxFileSize) != nil else {
+            throw ValidationError("--max-file-size must be a number of bytes, optionally with K, M, G or T, e.g. 10G")
+        }
+        guard self.keepPartial > 0 else { throw ValidationError("--keep-partial must be a positive number of days") }
         guard self.holdSeconds >= 0, self.holdMessages >= 0 else {
             throw ValidationError("--hold-seconds and --hold-messages must not be negative")
         }
@@ -75,7 +88,9 @@ struct ServeCommand: AsyncParsableCommand {
             pingTimeout: self.heartbeat.pingTimeout,
             handshakeTimeout: self.handshakeTimeout,
             maxConnections: self.maxConnections,
-            maxTextBytes: self.maxTextBytes
+            maxTextBytes: self.maxTextBytes,
+            maxFileSize: ByteSize.parse(self.maxFileSize) ?? (1 << 40),
+            partialTTL: self.keepPartial * 86400
         )
         let sink = FileDescriptorSink()
         let server = XferServer(
@@ -110,6 +125,23 @@ struct ServeCommand: AsyncParsableCommand {
             throw XferError(.usage, "--dir \(absolute) is not writable by this user")
         }
         return absolute
+    }
+}
+
+/// Sizes as people type them: `1048576`, `512K`, `10G`.
+enum ByteSize {
+    static func parse(_ text: String) -> UInt64? {
+        let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        var digits = text.uppercased()
+        if digits.hasSuffix("B") { digits.removeLast() }
+        var multiplier: UInt64 = 1
+        if let last = digits.last, let unit = units[last] {
+            multiplier = unit
+            digits.removeLast()
+        }
+        guard let value = UInt64(digits), value > 0 else { return nil }
+        let (product, overflow) = value.multipliedReportingOverflow(by: multiplier)
+        return overflow ? nil : product
     }
 }
 

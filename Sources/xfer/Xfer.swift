@@ -17,7 +17,7 @@ struct Xfer: AsyncParsableCommand {
             See xfer(1) for events and exit codes, and xfer-protocol(7) for the wire protocol.
             """,
         version: XferVersion.current,
-        subcommands: [ServeCommand.self, SendCommand.self, ListenCommand.self]
+        subcommands: [ServeCommand.self, SendCommand.self, ListenCommand.self, UploadCommand.self]
     )
 
     /// Parses, runs, and maps every failure to an `error` event, a stderr line, and a sysexits status.

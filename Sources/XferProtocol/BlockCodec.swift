@@ -1,0 +1,154 @@
+import CXferZlib
+import NIOCore
+
+/// How one upload block travels: compressed with zlib, or raw when that would not make it smaller.
+public enum BlockEncoding: UInt8, Sendable {
+    /// The payload is the block's bytes as they are.
+    case raw = 0
+    /// The payload is a zlib stream (RFC 1950) that inflates to exactly the block's raw length.
+    case zlib = 1
+}
+
+/// Compresses, checks and restores upload blocks with the system zlib.
+///
+/// `@unchecked Sendable` but not thread-safe: each worker queue owns one codec and reuses its z_streams (`deflateReset` is much cheaper
+/// than `deflateInit2`).
+public final class BlockCodec: @unchecked Sendable {
+    /// zlib level, 1 (fast, the default: ratio close to `gzip -1`) to 9; 0 disables compression.
+    public let level: Int32
+    private var deflater = z_stream()
+    private var sampler = z_stream()
+    private var inflater = z_stream()
+    private var scratch: [UInt8] = []
+
+    /// A codec compressing at `level` (0 = never compress).
+    public init(level: Int) {
+        precondition((0...9).contains(level), "zlib level must be 0...9, got \(level)")
+        self.level = Int32(level)
+        let effective = Int32(max(level, 1))
+        precondition(cxfer_deflate_init(&self.deflater, effective) == Z_OK, "deflateInit2 failed")
+        // The sampler always uses level 1: it only asks "does this shrink at all?".
+        precondition(cxfer_deflate_init(&self.sampler, 1) == Z_OK, "deflateInit2 failed")
+        precondition(cxfer_inflate_init(&self.inflater) == Z_OK, "inflateInit2 failed")
+    }
+
+    deinit {
+        deflateEnd(&self.deflater)
+        deflateEnd(&self.sampler)
+        inflateEnd(&self.inflater)
+    }
+
+    /// The CRC-32 (zlib's, ISO 3309) of `bytes`.
+    public static func crc32(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        guard let base = bytes.baseAddress?.assumingMemoryBound(to: Bytef.self) else { return 0 }
+        return UInt32(CXferZlib.crc32(0, base, uInt(bytes.count)))
+    }
+
+    /// Bytes sampled from a block to decide whether compressing it is worth the CPU.
+    public static let sampleSize = 4096
+    /// Spots sampled across a block (start, middle, end...): media files often start with a compressible header.
+    public static let sampleCount = 4
+
+    /// Whether `raw` looks compressible: level-1 deflate of a few spread samples must save at least 10%.
+    ///
+    /// Costs about 0.1 ms per block, so random or already-compressed data (JPEG, MP4) burns almost no
+    /// compression CPU.
+    public func looksCompressible(_ raw: UnsafeRawBufferPointer) -> Bool {
+        guard raw.count > 256 else { return raw.count > 64 }
+        let size = min(Self.sampleSize, raw.count)
+        let spots = raw.count <= size * Self.sampleCount ? 1 : Self.sampleCount
+        var input = 0
+        var output = 0
+        if self.scratch.count < Int(deflateBound(&self.sampler, uLong(size))) {
+            self.scratch = [UInt8](repeating: 0, count: Int(deflateBound(&self.sampler, uLong(size))) + 64)
+        }
+        for spot in 0..<spots {
+            let start = spots == 1 ? 0 : (raw.count - size) * spot / (spots - 1)
+            deflateReset(&self.sampler)
+            let produced = self.scratch.withUnsafeMutableBytes { out -> Int in
+                self.sampler.next_in = UnsafeMutablePointer(
+                    mutating: raw.baseAddress!.advanced(by: start).assumingMemoryBound(to: Bytef.self)
+                )
+                self.sampler.avail_in = uInt(size)
+                self.sampler.next_out = out.baseAddress!.assumingMemoryBound(to: Bytef.self)
+                self.sampler.avail_out = uInt(out.count)
+                _ = deflate(&self.sampler, Z_FINISH)
+                return out.count - Int(self.sampler.avail_out)
+            }
+            input += size
+            output += produced
+        }
+        return output * 10 < input * 9
+    }
+
+    /// Encodes `raw` for the wire: zlib when the level allows it, the block looks compressible and the result is
+    /// smaller; raw otherwise. Appends the payload to `out` and returns the encoding used.
+    public func encode(_ raw: UnsafeRawBufferPointer, into out: inout ByteBuffer) -> BlockEncoding {
+        if self.level > 0 && self.looksCompressible(raw) {
+            let start = out.writerIndex
+            let bound = Int(deflateBound(&self.deflater, uLong(raw.count)))
+            let written = out.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { target -> Int in
+                deflateReset(&self.deflater)
+                self.deflater.next_in = UnsafeMutablePointer(mutating: raw.baseAddress!.assumingMemoryBound(to: Bytef.self))
+                self.deflater.avail_in = uInt(raw.count)
+                self.deflater.next_out = target.baseAddress!.assumingMemoryBound(to: Bytef.self)
+                self.deflater.avail_out = uInt(target.count)
+                let status = deflate(&self.deflater, Z_FINISH)
+                guard status == Z_STREAM_END else { return 0 }
+                return target.count - Int(self.deflater.avail_out)
+            }
+            if written > 0 && written < raw.count {
+                return .zlib
+            }
+            out.moveWriterIndex(to: start)
+        }
+        out.writeBytes(raw)
+        return .raw
+    }
+
+    /// Restores a block's raw bytes from `payload` into `out`, never producing more than `rawLength` bytes.
+    ///
+    /// Throws `corrupt_block` when the payload is not a complete zlib stream, inflates past `rawLength` (a
+    /// decompression bomb or a corrupted length), or falls short of it.
+    public func decode(
+        _ payload: UnsafeRawBufferPointer,
+        encoding: BlockEncoding,
+        rawLength: Int,
+        into out: inout ByteBuffer
+    ) throws(XferError) {
+        switch encoding {
+        case .raw:
+            guard payload.count == rawLength else {
+                throw XferError(.corruptBlock, "raw block holds \(payload.count) bytes but declares \(rawLength)")
+            }
+            out.writeBytes(payload)
+        case .zlib:
+            inflateReset(&self.inflater)
+            var status: Int32 = Z_OK
+            var produced = 0
+            // One spare byte: output that fills it proves the stream inflates past the declared size.
+            out.writeWithUnsafeMutableBytes(minimumWritableBytes: rawLength + 1) { target -> Int in
+                self.inflater.next_in = UnsafeMutablePointer(
+                    mutating: payload.baseAddress?.assumingMemoryBound(to: Bytef.self)
+                )
+                self.inflater.avail_in = uInt(payload.count)
+                self.inflater.next_out = target.baseAddress!.assumingMemoryBound(to: Bytef.self)
+                self.inflater.avail_out = uInt(rawLength + 1)
+                status = inflate(&self.inflater, Z_FINISH)
+                produced = rawLength + 1 - Int(self.inflater.avail_out)
+                return min(produced, rawLength)
+            }
+            if produced > rawLength {
+                out.moveWriterIndex(to: out.writerIndex - rawLength)
+                throw XferError(.corruptBlock, "block inflates past its declared size of \(rawLength) bytes; refused")
+            }
+            guard status == Z_STREAM_END, produced == rawLength, self.inflater.avail_in == 0 else {
+                out.moveWriterIndex(to: out.writerIndex - produced)
+                throw XferError(
+                    .corruptBlock,
+                    "block is not a valid zlib stream of \(rawLength) bytes (zlib status \(status), \(produced) bytes)"
+                )
+            }
+        }
+    }
+}

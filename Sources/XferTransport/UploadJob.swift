@@ -1,0 +1,429 @@
+import Crypto
+import Dispatch
+import Foundation
+import NIOCore
+import Synchronization
+import XferEvents
+import XferProtocol
+
+/// Settings of one upload.
+public struct UploadSettings: Sendable {
+    /// Raw bytes per block. 1 MiB measured best here: large enough that per-frame costs vanish, small enough
+    /// that a resume repeats little and memory stays low.
+    public var blockSize: Int
+    /// zlib level (0 = never compress).
+    public var level: Int
+    /// Blocks read, encoded or unacknowledged at once: this bounds memory and is the replay window of a stream.
+    public var window: Int
+    /// Threads compressing blocks in parallel.
+    public var encoders: Int
+
+    public init(blockSize: Int = 1 << 20, level: Int = 1, window: Int = 16, encoders: Int = System.coreCount) {
+        self.blockSize = blockSize
+        self.level = level
+        self.window = window
+        self.encoders = max(1, encoders)
+    }
+}
+
+/// One file or stream being uploaded, across as many connections as it takes.
+///
+/// Reading and hashing run in order on serial queues, compression on one serial queue per encoder (blocks are
+/// dealt round-robin), and everything else on the connection's event loop. Blocks stay in memory from the moment
+/// they are read until the server acknowledges them, at most `settings.window` of them: that is both the bound
+/// on memory and the replay window that lets a stream (which cannot be re-read) survive a reconnect.
+public final class UploadJob: @unchecked Sendable {
+    // Everything below `loop` is touched only on `loop`, except where marked.
+    public let loop: EventLoop
+    public let source: UploadSource
+    /// The name the server should save the file under.
+    public let name: String
+    /// The stable upload id.
+    public let id: String
+    public let settings: UploadSettings
+    private let sink: EventSink
+
+    private let readQueue = DispatchQueue(label: "xfer.upload.read")
+    private let hashQueue = DispatchQueue(label: "xfer.upload.hash")
+    private let encodeQueues: [DispatchQueue]
+    private let codecs: [BlockCodec]
+    /// Incremented when the read position jumps (a resume from an offset outside the retained blocks):
+    /// work scheduled before that is stale. Read on the queues, written on the loop.
+    private let generation = Atomic<Int>(0)
+    /// Touched only on `hashQueue`.
+    private let hashState: HashState
+
+    final class HashState: @unchecked Sendable {
+        var hasher = SHA256()
+    }
+
+    struct PreparedBlock {
+        var offset: UInt64
+        var rawLength: Int
+        var frame: ByteBuffer
+    }
+
+    private var nextReadOffset: UInt64 = 0
+    private var preparing = 0
+    private var ready: [UInt64: PreparedBlock] = [:]
+    private var inFlight: [PreparedBlock] = []
+    private var nextSendOffset: UInt64 = 0
+    private var ackedOffset: UInt64 = 0
+    private var endOffset: UInt64?
+    private var connection: ClientConnection?
+    private var accepted = false
+    private var finishSent = false
+    private var digest: [UInt8]?
+    private var retries = 0
+    private var lastProgress: UInt64 = 0
+    private let progressBar: ProgressBar?
+    /// Where the first connection resumed from.
+    public private(set) var resumedFrom: UInt64?
+    /// Set when the upload is saved: the server's name for it.
+    public private(set) var savedName: String?
+    /// Set when the upload failed in a way a reconnect cannot fix.
+    public private(set) var fatalError: XferError?
+    /// Bytes encoded on the wire and raw bytes they carried (for the compression figures).
+    public private(set) var wireBytes: UInt64 = 0
+    public private(set) var rawBytesSent: UInt64 = 0
+
+    /// A job uploading `source` as `name`.
+    public init(source: UploadSource, name: String, settings: UploadSettings, loop: EventLoop, sink: EventSink, showProgress: Bool) {
+        self.source = source
+        self.name = name
+        self.id = source.uploadID(savedAs: name)
+        self.settings = settings
+        self.loop = loop
+        self.sink = sink
+        self.encodeQueues = (0..<settings.encoders).map { DispatchQueue(label: "xfer.upload.encode.\($0)") }
+        self.codecs = (0..<settings.encoders).map { _ in BlockCodec(level: settings.level) }
+        self.hashState = HashState()
+        self.endOffset = source.size
+        self.progressBar = showProgress ? ProgressBar(name: name, total: source.size) : nil
+    }
+
+    /// What the final status reports: bytes, SHA-256 (hex) and where the first connection resumed.
+    public var summary: (bytes: UInt64, sha256: String, resumedFrom: UInt64)? {
+        guard let end = self.endOffset, let digest = self.digest else { return nil }
+        return (end, Hex.encode(digest), self.resumedFrom ?? 0)
+    }
+
+    /// Whether the server saved the upload.
+    public var isSaved: Bool { self.savedName != nil }
+
+    /// The offer fields for this upload.
+    var offerFields: [String: String] {
+        var fields = [
+            "upload": self.id, "name": self.name, "block_size": String(self.settings.blockSize),
+            "kind": self.source.isSeekable ? "file" : "stream", "mtime": String(self.source.mtimeNanos),
+        ]
+        if let size = self.source.size { fields["size"] = String(size) }
+        return fields
+    }
+
+    // MARK: Connection lifecycle (on the loop)
+
+    func attach(_ connection: ClientConnection) {
+        self.connection = connection
+        self.accepted = false
+        self.finishSent = false
+        connection.writeControl(.offer(self.offerFields))
+        connection.flush()
+    }
+
+    func detach() {
+        self.connection = nil
+        self.accepted = false
+    }
+
+    func handle(_ message: WireMessage, connection: ClientConnection) {
+        switch message {
+        case .accept(let offset):
+            self.accept(offset: offset, connection: connection)
+        case .blockAck(let offset):
+            self.acknowledged(upTo: offset)
+        case .blockNack(let offset, let reason):
+            self.rejected(at: offset, reason: reason)
+        case .saved(let size, let sha, let name):
+            self.saved(size: size, sha: sha, name: name, connection: connection)
+        default:
+            connection.finish(XferError(.protocolError, "server sent \(message.typeName) during an upload"))
+        }
+    }
+
+    private func accept(offset: UInt64, connection: ClientConnection) {
+        guard !self.accepted else {
+            return connection.finish(XferError(.protocolError, "server accepted the upload twice"))
+        }
+        let blockSize = UInt64(self.settings.blockSize)
+        if let end = self.endOffset, offset > end {
+            return connection.finish(XferError(.protocolError, "server resumes at \(offset), past the end (\(end))"))
+        }
+        guard offset % blockSize == 0 || offset == self.endOffset else {
+            return connection.finish(XferError(.protocolError, "server resumes at \(offset), not a block boundary"))
+        }
+        let oldestRetained = self.inFlight.first?.offset ?? self.nextSendOffset
+        if self.resumedFrom == nil {
+            self.resumedFrom = offset
+        }
+        if offset >= oldestRetained && offset <= self.nextSendOffset {
+            // The server has everything before `offset`: resend what it lacks from the retained blocks.
+            for block in self.inFlight where block.offset >= offset {
+                self.ready[block.offset] = block
+            }
+            self.inFlight.removeAll()
+            self.nextSendOffset = offset
+            self.ackedOffset = offset
+        } else if offset > self.nextSendOffset && self.source.isSeekable == false {
+            return connection.finish(
+                XferError(.protocolError, "server claims \(offset) bytes of a stream that sent only \(self.nextSendOffset)")
+            )
+        } else if self.source.isSeekable {
+            // Jump: the server has a different amount (a previous run, or it lost data). Re-read from there and
+            // re-hash the prefix so that the final SHA-256 still covers the whole file.
+            self.restartReading(at: offset)
+        } else {
+            self.fatalError = XferError(
+                .replayWindowExceeded,
+                "the server has \(offset) bytes of the stream but only bytes from \(oldestRetained) are still in memory (replay window \(self.settings.window) blocks of \(self.settings.blockSize) bytes); the stream cannot be resumed"
+            )
+            return connection.finish(self.fatalError)
+        }
+        self.accepted = true
+        self.report(progressAt: offset, force: true)
+        self.pump()
+    }
+
+    private func restartReading(at offset: UInt64) {
+        self.generation.add(1, ordering: .sequentiallyConsistent)
+        let generation = self.generation.load(ordering: .sequentiallyConsistent)
+        self.ready.removeAll()
+        self.inFlight.removeAll()
+        self.nextReadOffset = offset
+        self.nextSendOffset = offset
+        self.ackedOffset = offset
+        let source = self.source
+        let hashQueue = self.hashQueue
+        let hashState = self.hashState
+        self.readQueue.async {
+            hashQueue.async { hashState.hasher = SHA256() }
+            var position: UInt64 = 0
+            while position < offset {
+                let count = Int(min(UInt64(1 << 20), offset - position))
+                var chunk = [UInt8](repeating: 0, count: count)
+                let got = (try? chunk.withUnsafeMutableBytes { try source.read(at: position, count: count, into: $0) }) ?? 0
+                guard got == count else { break }
+                let hashed = chunk
+                hashQueue.async { hashed.withUnsafeBytes { hashState.hasher.update(bufferPointer: $0) } }
+                position += UInt64(count)
+            }
+            _ = generation
+        }
+    }
+
+    private func acknowledged(upTo offset: UInt64) {
+        guard offset > self.ackedOffset, offset <= self.nextSendOffset else {
+            if offset > self.nextSendOffset {
+                self.connection?.finish(XferError(.protocolError, "server acknowledged \(offset) bytes, only \(self.nextSendOffset) were sent"))
+            }
+            return
+        }
+        self.ackedOffset = offset
+        while let first = self.inFlight.first, first.offset + UInt64(first.rawLength) <= offset {
+            self.inFlight.removeFirst()
+        }
+        self.report(progressAt: offset, force: false)
+        self.pump()
+    }
+
+    private func rejected(at offset: UInt64, reason: String) {
+        guard let index = self.inFlight.firstIndex(where: { $0.offset == offset }) else { return }
+        self.retries += 1
+        self.sink.emit(.retry(name: self.name, offset: offset, reason: reason, count: self.retries, client: nil, upload: self.id))
+        for block in self.inFlight[index...] {
+            self.ready[block.offset] = block
+        }
+        self.inFlight.removeSubrange(index...)
+        self.nextSendOffset = offset
+        self.pump()
+    }
+
+    private func saved(size: UInt64, sha: [UInt8], name: String, connection: ClientConnection) {
+        guard let digest = self.digest, self.finishSent else {
+            return connection.finish(XferError(.protocolError, "server saved the upload before it was finished"))
+        }
+        guard sha == digest, size == self.endOffset else {
+            self.fatalError = XferError(.integrityFailed, "server saved \(size) bytes with SHA-256 \(Hex.encode(sha)), expected \(Hex.encode(digest))")
+            return connection.finish(self.fatalError)
+        }
+        self.savedName = name
+        self.report(progressAt: size, force: true)
+        self.progressBar?.finish()
+        connection.finish(nil)
+    }
+
+    // MARK: Reading, encoding, sending
+
+    /// Schedules reads up to the window and sends whatever is ready, in order.
+    func pump() {
+        let window = self.settings.window
+        while self.preparing + self.ready.count + self.inFlight.count < window {
+            if let end = self.endOffset, self.nextReadOffset >= end { break }
+            self.scheduleRead(at: self.nextReadOffset)
+            self.nextReadOffset += UInt64(self.settings.blockSize)
+        }
+        guard let connection = self.connection, self.accepted else { return }
+        var wrote = false
+        while connection.isWritable, let block = self.ready.removeValue(forKey: self.nextSendOffset) {
+            connection.writeFrame(block.frame)
+            self.wireBytes += UInt64(block.frame.readableBytes)
+            self.rawBytesSent += UInt64(block.rawLength)
+            self.inFlight.append(block)
+            self.nextSendOffset += UInt64(block.rawLength)
+            wrote = true
+        }
+        if wrote { connection.flush() }
+        if let end = self.endOffset, self.ackedOffset == end, self.preparing == 0, !self.finishSent {
+            self.sendFinish(connection: connection, size: end)
+        }
+    }
+
+    private func sendFinish(connection: ClientConnection, size: UInt64) {
+        self.finishSent = true
+        if let digest = self.digest {
+            connection.writeControl(.finish(size: size, sha256: digest))
+            connection.flush()
+            return
+        }
+        let hashState = self.hashState
+        self.hashQueue.async {
+            let digest = Array(hashState.hasher.finalize())
+            self.loop.execute {
+                self.digest = digest
+                guard let connection = self.connection, self.accepted else { return }
+                connection.writeControl(.finish(size: size, sha256: digest))
+                connection.flush()
+            }
+        }
+    }
+
+    private func scheduleRead(at offset: UInt64) {
+        self.preparing += 1
+        let generation = self.generation.load(ordering: .sequentiallyConsistent)
+        let blockSize = self.settings.blockSize
+        let source = self.source
+        let hashState = self.hashState
+        let hashQueue = self.hashQueue
+        let index = Int(offset / UInt64(blockSize))
+        let encodeQueue = self.encodeQueues[index % self.encodeQueues.count]
+        let codec = self.codecs[index % self.codecs.count]
+        let expected = self.endOffset.map { Int(min(UInt64(blockSize), $0 - offset)) }
+        self.readQueue.async {
+            guard generation == self.generation.load(ordering: .sequentiallyConsistent) else {
+                return self.loop.execute { self.preparedStale() }
+            }
+            var raw = ByteBufferAllocator().buffer(capacity: blockSize)
+            let count: Int
+            do {
+                count = try raw.writeWithUnsafeMutableBytes(minimumWritableBytes: blockSize) { target throws(XferError) in
+                    try source.read(at: offset, count: expected ?? blockSize, into: target)
+                }
+            } catch {
+                let error = error as? XferError ?? XferError(.inputUnreadable, "\(error)")
+                return self.loop.execute { self.readFailed(error) }
+            }
+            if let expected, count != expected {
+                let error = XferError(
+                    .inputUnreadable,
+                    "\(source.displayName) changed while uploading: expected \(expected) bytes at offset \(offset), read \(count); run the upload again"
+                )
+                return self.loop.execute { self.readFailed(error) }
+            }
+            if count < blockSize && expected == nil {
+                // End of a stream: reported straight from the read queue, so it reaches the loop before any
+                // later (empty) read does.
+                let end = offset + UInt64(count)
+                self.loop.execute { self.streamEnded(at: end) }
+            }
+            if count > 0 {
+                let hashed = raw
+                hashQueue.async { hashed.withUnsafeReadableBytes { hashState.hasher.update(bufferPointer: $0) } }
+            }
+            guard count > 0 else {
+                return self.loop.execute { self.prepared(nil, offset: offset, generation: generation) }
+            }
+            let block = raw
+            encodeQueue.async {
+                let raw = block
+                let crc = raw.withUnsafeReadableBytes { BlockCodec.crc32($0) }
+                var frame = ByteBufferAllocator().buffer(capacity: WireMessage.Block.headerSize + count + 64)
+                let header = WireMessage.Block(offset: offset, rawLength: UInt32(count), crc32: crc, encoding: .raw, payload: ByteBuffer())
+                WireMessage.writeBlockHeader(header, into: &frame)
+                let encoding = raw.withUnsafeReadableBytes { codec.encode($0, into: &frame) }
+                frame.setInteger(encoding.rawValue, at: frame.readerIndex + WireMessage.Block.headerSize - 1)
+                let block = PreparedBlock(offset: offset, rawLength: count, frame: frame)
+                self.loop.execute { self.prepared(block, offset: offset, generation: generation) }
+            }
+        }
+    }
+
+    private func preparedStale() {
+        self.preparing -= 1
+        self.pump()
+    }
+
+    private func streamEnded(at end: UInt64) {
+        if self.endOffset.map({ end < $0 }) ?? true {
+            self.endOffset = end
+            self.progressBar?.total = end
+        }
+    }
+
+    private func prepared(_ block: PreparedBlock?, offset: UInt64, generation: Int) {
+        self.preparing -= 1
+        guard generation == self.generation.load(ordering: .sequentiallyConsistent) else { return self.pump() }
+        if let block, offset < (self.endOffset ?? UInt64.max) {
+            self.ready[offset] = block
+        }
+        self.pump()
+    }
+
+    private func readFailed(_ error: XferError) {
+        self.preparing -= 1
+        self.fatalError = error
+        self.connection?.finish(error)
+    }
+
+    private func report(progressAt bytes: UInt64, force: Bool) {
+        let now = Monotonic.now()
+        guard force || now - self.lastProgress >= 250_000_000 else { return }
+        self.lastProgress = now
+        self.sink.emit(.progress(name: self.name, bytes: bytes, total: self.endOffset ?? self.source.size, client: nil, upload: self.id))
+        self.progressBar?.update(bytes: bytes)
+    }
+}
+
+/// `xfer upload`'s role on one connection: hands everything to the job, which outlives the connection.
+public final class UploadRole: ClientRole {
+    private let job: UploadJob
+
+    public init(job: UploadJob) {
+        self.job = job
+    }
+
+    public func started(connection: ClientConnection, welcome: [String: String]) {
+        self.job.attach(connection)
+    }
+
+    public func received(_ message: WireMessage, connection: ClientConnection) {
+        self.job.handle(message, connection: connection)
+    }
+
+    public func writable(connection: ClientConnection) {
+        self.job.pump()
+    }
+
+    public func ended(connection: ClientConnection) {
+        self.job.detach()
+    }
+}

@@ -1,0 +1,174 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import NIOPosix
+import XferEvents
+import XferProtocol
+import XferTransport
+
+/// `xfer upload`: send files or a stream in checksummed, compressed blocks that resume after interruptions.
+struct UploadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "upload",
+        abstract: "Upload files, or stdin with -, to the server's directory; resumes after interruptions.",
+        discussion: """
+            Each file travels in blocks, zlib-compressed unless that would not make them smaller, each with a \
+            CRC-32 the server checks before writing; the whole file's SHA-256 is compared at the end. After a lost \
+            connection the upload reconnects (up to --retries times) and continues from the last block the server \
+            verified; running the same command again later resumes too. A stream (-) keeps its unacknowledged \
+            blocks in memory (the replay window: 16 blocks, 16 MiB by default) to survive a short loss.
+            """
+    )
+
+    @OptionGroup var client: ClientOptions
+
+    @Option(name: .long, help: ArgumentHelp("Name to save a single FILE (or stdin) under on the server.", valueName: "name"))
+    var name: String?
+
+    @Option(name: .long, help: ArgumentHelp("Reconnections after a lost connection before giving up (0: fail at once, exit 69).", valueName: "n"))
+    var retries: Int = 3
+
+    @Option(name: .long, help: ArgumentHelp("zlib compression level, 0 (off) to 9.", valueName: "level"))
+    var level: Int = 1
+
+    @Option(name: .long, help: ArgumentHelp("Block size in KiB (4 to 16384).", valueName: "kib"))
+    var blockSize: Int = 1024
+
+    @Option(name: .long, help: ArgumentHelp("Blocks in memory at once: the bound on memory and a stream's replay window.", valueName: "n"))
+    var window: Int = 16
+
+    @Argument(help: ArgumentHelp("Files to upload; - reads stdin (needs --name).", valueName: "file"))
+    var files: [String] = []
+
+    func validate() throws {
+        guard !self.files.isEmpty else {
+            throw ValidationError("name a FILE to upload, or - with --name NAME to upload stdin")
+        }
+        if self.files.contains("-") {
+            guard self.files.count == 1 else { throw ValidationError("- (stdin) cannot be combined with other files") }
+            guard self.name != nil else { throw ValidationError("uploading stdin needs a name: xfer upload - --name NAME") }
+        }
+        if self.name != nil && self.files.count > 1 {
+            throw ValidationError("--name renames a single FILE; upload several files without it")
+        }
+        guard self.retries >= 0 else { throw ValidationError("--retries must be 0 or more") }
+        guard (0...9).contains(self.level) else { throw ValidationError("--level must be between 0 and 9") }
+        guard (4...16384).contains(self.blockSize) else { throw ValidationError("--block-size must be between 4 and 16384 (KiB)") }
+        guard (1...1024).contains(self.window) else { throw ValidationError("--window must be between 1 and 1024") }
+    }
+
+    func run() async throws {
+        // Open every input first: a missing file fails the command before anything is sent (exit 66).
+        var sources: [(UploadSource, String)] = []
+        for file in self.files {
+            let source = try UploadSource(path: file)
+            let requested = self.name ?? URL(fileURLWithPath: file).lastPathComponent
+            let name = try SafeFileName.sanitize(requested)
+            sources.append((source, name))
+        }
+        let server = try self.client.serverURL()
+        let timezone = try self.client.resolvedTimezone()
+        let settings = UploadSettings(blockSize: self.blockSize * 1024, level: self.level, window: self.window)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let sink = FileDescriptorSink()
+        var firstFailure: XferError?
+        for (source, name) in sources {
+            let job = UploadJob(
+                source: source,
+                name: name,
+                settings: settings,
+                loop: loop,
+                sink: sink,
+                showProgress: isatty(2) == 1
+            )
+            // The upload id in the URL lets a load balancer send every connection of one upload to one server.
+            let configuration = ClientConfiguration(
+                server: server.addingQuery("upload", job.id),
+                token: self.client.resolvedToken,
+                timezone: timezone,
+                role: "upload",
+                pingInterval: self.client.heartbeat.pingInterval,
+                pingTimeout: self.client.heartbeat.pingTimeout
+            )
+            if let error = await self.upload(job, configuration: configuration, group: group, sink: sink) {
+                let bytes = try await loop.submit { job.resumedFrom ?? 0 }.get()
+                sink.emit(
+                    .uploadStatus(
+                        ok: false,
+                        file: source.displayName,
+                        name: name,
+                        bytes: 0,
+                        sha256: nil,
+                        path: nil,
+                        resumedFrom: bytes,
+                        upload: job.id,
+                        code: error.code.rawValue,
+                        reason: error.message
+                    )
+                )
+                CommandFailure.report(error)
+                firstFailure = firstFailure ?? error
+            }
+        }
+        try? await group.shutdownGracefully()
+        if let firstFailure {
+            throw ExitCode(firstFailure.exitStatus)
+        }
+    }
+
+    /// Runs `job` to the end, reconnecting with backoff; returns the error it ended with, if any.
+    private func upload(_ job: UploadJob, configuration: ClientConfiguration, group: EventLoopGroup, sink: EventSink) async -> XferError? {
+        var backoff = Backoff(base: 0.5, cap: 10)
+        var attempts = 0
+        let retryable: Set<XferError.Code> = [
+            .connectionLost, .serverUnreachable, .timeout, .shutdown, .serverFull, .handshakeTimeout, .superseded,
+        ]
+        while true {
+            let outcome: ClientOutcome
+            do {
+                outcome = try await XferClient.run(configuration: configuration, group: group, sink: sink) {
+                    UploadRole(job: job)
+                }.get()
+            } catch {
+                return XferError(.internalError, "\(error)")
+            }
+            let (saved, fatal, state) = (try? await job.loop.submit { (job.savedName, job.fatalError, job.summary) }.get()) ?? (nil, nil, nil)
+            if let saved, let state {
+                sink.emit(
+                    .uploadStatus(
+                        ok: true,
+                        file: job.source.displayName,
+                        name: saved,
+                        bytes: state.bytes,
+                        sha256: state.sha256,
+                        path: saved,
+                        resumedFrom: state.resumedFrom,
+                        upload: job.id
+                    )
+                )
+                return nil
+            }
+            if let fatal { return fatal }
+            let error: XferError
+            switch outcome {
+            case .finished:
+                error = XferError(.connectionLost, "the server closed the upload of \(job.name) before saving it")
+            case .failed(let failure, let afterWelcome):
+                error = failure
+                if afterWelcome { backoff.reset() }
+            }
+            guard retryable.contains(error.code), attempts < self.retries else {
+                if attempts > 0 && retryable.contains(error.code) {
+                    return XferError(error.code, "\(error.message) (gave up after \(attempts) retries; run the same command again to resume)")
+                }
+                return error
+            }
+            attempts += 1
+            let delay = backoff.next()
+            Diagnostics.print("xfer: \(error.message); reconnecting in \(Int(delay * 1000)) ms")
+            sink.emit(.reconnecting(attempt: attempts, delayMs: Int(delay * 1000)))
+            try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+        }
+    }
+}
