@@ -190,7 +190,7 @@ final class TestServer: @unchecked Sendable {
             arguments: ["serve", "--port", "0", "--dir", self.directory.path] + extra,
             stdinNull: stdinNull
         )
-        let listening = try await self.process.waitForEvent { $0.event == "listening" }
+        let listening = try await self.process.waitForEvent(timeout: 30) { $0.event == "listening" }
         self.port = try #require(listening.int("port"))
     }
 

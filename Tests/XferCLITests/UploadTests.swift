@@ -1,0 +1,304 @@
+import Foundation
+import Testing
+
+/// `xfer upload` against `xfer serve` through the real binaries: bytes, names, compression, faults, resume.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct UploadTests {
+    /// Writes `count` bytes of random data (or compressible text) to a new file and returns its URL.
+    static func makeFile(_ directory: URL, _ name: String, bytes count: Int, text: Bool = false) throws -> URL {
+        let url = directory.appendingPathComponent(name)
+        var data = Data(capacity: count)
+        if text {
+            var line = 0
+            while data.count < count {
+                line += 1
+                data.append(contentsOf: "\(line): the quick brown fox jumps over the lazy dog, again and again\n".utf8)
+            }
+            data = data.prefix(count)
+        } else if count > 0 {
+            let random = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/dev/urandom"))
+            data = try random.read(upToCount: count) ?? Data()
+            try random.close()
+        }
+        try data.write(to: url)
+        return url
+    }
+
+    /// Starts Tests/Support/faultproxy.py in front of `port` and returns it with its own port.
+    static func startProxy(to port: Int, _ arguments: [String] = []) async throws -> (RunningProcess, Int) {
+        let proxy = try RunningProcess(
+            executable: "/usr/bin/env",
+            arguments: ["python3", TestPaths.support("faultproxy.py"), String(port)] + arguments
+        )
+        let first = try await proxy.waitForEvent { $0["port"] != nil }
+        return (proxy, try #require(first.int("port")))
+    }
+
+    static func sameBytes(_ a: URL, _ b: URL) -> Bool {
+        FileManager.default.contents(atPath: a.path) == FileManager.default.contents(atPath: b.path)
+    }
+
+    @Test func filesArriveByteForByteWithEventsOnBothSides() async throws {
+        let source = try TestPaths.temporaryDirectory()
+        let random = try Self.makeFile(source, "random.bin", bytes: 3_000_000)
+        let text = try Self.makeFile(source, "notes with spaces.txt", bytes: 2_500_000, text: true)
+        let empty = try Self.makeFile(source, "empty.dat", bytes: 0)
+        let server = try await TestServer()
+        let result = try await runCommand(["upload", "--server", server.url, random.path, text.path, empty.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        for file in [random, text, empty] {
+            let saved = server.directory.appendingPathComponent(file.lastPathComponent)
+            #expect(Self.sameBytes(file, saved), "\(file.lastPathComponent) differs")
+        }
+        let statuses = result.events.filter { $0.event == "status" }
+        #expect(statuses.count == 3)
+        #expect(statuses.allSatisfy { $0.bool("ok") == true && $0.int("resumed_from") == 0 })
+        #expect(statuses.map { $0.string("path") } == ["random.bin", "notes with spaces.txt", "empty.dat"])
+        #expect(statuses.map { $0.int("bytes") } == [3_000_000, 2_500_000, 0])
+        #expect(statuses.allSatisfy { ($0.string("sha256") ?? "").count == 64 })
+        let saved = try await server.process.waitForEvents(count: 3) { $0.event == "file_saved" }
+        #expect(saved.map { $0.string("sha256") } == statuses.map { $0.string("sha256") })
+        #expect(saved.allSatisfy { $0.string("path")?.hasPrefix(server.directory.path + "/") == true })
+        #expect(result.events.contains { $0.event == "progress" && $0.int("total") == 3_000_000 })
+        // No partial data is left behind once everything is saved.
+        let partials = try FileManager.default.contentsOfDirectory(atPath: server.directory.appendingPathComponent(".xfer-partial").path)
+        #expect(partials.isEmpty)
+        await server.stop()
+        try await expectValidEvents(result.lines + server.process.lines)
+    }
+
+    @Test func stdinStreamIsSavedUnderItsName() async throws {
+        let server = try await TestServer()
+        let text = (1...50_000).map { "stream line \($0)" }.joined(separator: "\n")
+        let result = try await runCommand(["upload", "--server", server.url, "-", "--name", "live.log"], stdin: text)
+        #expect(result.status == 0, "\(result.stderr)")
+        let saved = try String(contentsOf: server.directory.appendingPathComponent("live.log"), encoding: .utf8)
+        #expect(saved == text)
+        let status = try #require(result.events.first { $0.event == "status" })
+        #expect(status.string("file") == "-")
+        #expect(status.int("bytes") == text.utf8.count)
+        await server.stop()
+    }
+
+    @Test func existingNamesAreNeverOverwritten() async throws {
+        let source = try TestPaths.temporaryDirectory()
+        let first = try Self.makeFile(source, "report.tar.gz", bytes: 10_000)
+        let server = try await TestServer()
+        #expect(try await xfer("upload", "--server", server.url, first.path).status == 0)
+        let second = try Self.makeFile(source, "other.bin", bytes: 20_000)
+        let result = try await xfer("upload", "--server", server.url, second.path, "--name", "report.tar.gz")
+        #expect(result.status == 0)
+        #expect(result.events.first { $0.event == "status" }?.string("path") == "report (1).tar.gz")
+        #expect(Self.sameBytes(first, server.directory.appendingPathComponent("report.tar.gz")))
+        #expect(Self.sameBytes(second, server.directory.appendingPathComponent("report (1).tar.gz")))
+        await server.stop()
+    }
+
+    @Test func hostileNamesStayInsideTheDirectory() async throws {
+        let source = try TestPaths.temporaryDirectory()
+        let file = try Self.makeFile(source, "payload.bin", bytes: 5_000)
+        let outside = try TestPaths.temporaryDirectory()
+        let victim = outside.appendingPathComponent("victim.txt")
+        try Data("precious".utf8).write(to: victim)
+        let server = try await TestServer()
+        // A symlink inside the directory that points outside it.
+        try FileManager.default.createSymbolicLink(
+            atPath: server.directory.appendingPathComponent("victim.txt").path,
+            withDestinationPath: victim.path
+        )
+        let names = [
+            "../../escape.txt", "/etc/passwd", "..\\..\\windows.txt", "ctl\u{1}char\u{7f}.txt", ".hidden",
+            String(repeating: "long", count: 100) + ".txt", "victim.txt",
+        ]
+        for name in names {
+            let result = try await xfer("upload", "--server", server.url, file.path, "--name", name)
+            #expect(result.status == 0, "\(name): \(result.stderr)")
+            let path = try #require(result.events.first { $0.event == "status" }?.string("path"))
+            #expect(!path.contains("/"), "\(name) saved as \(path)")
+            #expect(Self.sameBytes(file, server.directory.appendingPathComponent(path)))
+        }
+        #expect(try String(contentsOf: victim, encoding: .utf8) == "precious")
+        #expect(!FileManager.default.fileExists(atPath: server.directory.deletingLastPathComponent().appendingPathComponent("escape.txt").path))
+        let dotsOnly = try await xfer("upload", "--server", server.url, file.path, "--name", "..")
+        #expect(dotsOnly.status == 65)
+        #expect(dotsOnly.events.contains { $0.string("code") == "bad_name" })
+        await server.stop()
+    }
+
+    @Test func compressibleTextCrossesInFewerBytesAndRandomDataBarelyGrows() async throws {
+        let source = try TestPaths.temporaryDirectory()
+        let text = try Self.makeFile(source, "text.txt", bytes: 4_000_000, text: true)
+        let random = try Self.makeFile(source, "random.bin", bytes: 4_000_000)
+        let server = try await TestServer()
+        let (proxy, port) = try await Self.startProxy(to: server.port)
+        for file in [text, random] {
+            let result = try await xfer("upload", "--server", "127.0.0.1:\(port)", file.path)
+            #expect(result.status == 0)
+        }
+        let connections = try await proxy.waitForEvents(count: 2) { $0["conn"] != nil }
+        let textBytes = Double(connections[0].int("up") ?? 0)
+        let randomBytes = Double(connections[1].int("up") ?? 0)
+        #expect(textBytes < 0.35 * 4_000_000, "text crossed in \(textBytes) bytes")
+        #expect(randomBytes < 1.02 * 4_000_000, "random data crossed in \(randomBytes) bytes")
+        #expect(randomBytes >= 4_000_000)
+        proxy.signal(SIGTERM)
+        await server.stop()
+    }
+
+    @Test func aCutConnectionReconnectsAndResumes() async throws {
+        let source = try TestPaths.temporaryDirectory()
+        let file = try Self.makeFile(source, "big.bin", bytes: 12_000_000)
+        let server = try await TestServer()
+        let (proxy, port) = try await Self.startProxy(to: server.port, ["--cut-after", "5000000"])
+        let result = try await xfer("upload", "--server", "127.0.0.1:\(port)", file.path)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.events.contains { $0.event == "reconnecting" })
+        #expect(Self.sameBytes(file, server.directory.appendingPathComponent("big.bin")))
+        let connections = try await proxy.waitForEvents(count: 2) { $0["conn"] != nil }
+        // Only the rest crossed the second time (plus at most the window of unacknowledged blocks).
+        let secondBytes = connections[1].int("up") ?? .max
+        let limit = 12_000_000 - 5_000_000 + 17 * 1_048_576
+        #expect(secondBytes < limit)
+        proxy.signal(SIGTERM)
+        await server.stop()
+    }
+
+    @Test func withoutRetriesALostConnectionExits69AndARerunResumes() async throws {
+        let source = try TestPaths.temporaryDirectory()
+        let file = try Self.makeFile(source, "resume.bin", bytes: 10_000_000)
+        let server = try await TestServer()
+        let (proxy, port) = try await Self.startProxy(to: server.port, ["--cut-after", "6000000"])
+        let first = try await xfer("upload", "--server", "127.0.0.1:\(port)", "--retries", "0", file.path)
+        #expect(first.status == 69)
+        #expect(first.events.contains { $0.event == "error" && $0.string("code") == "connection_lost" })
+        #expect(!FileManager.default.fileExists(atPath: server.directory.appendingPathComponent("resume.bin").path))
+        let second = try await xfer("upload", "--server", "127.0.0.1:\(port)", "--retries", "0", file.path)
+        #expect(second.status == 0, "\(second.stderr)")
+        let status = try #require(second.events.first { $0.event == "status" })
+        #expect((status.int("resumed_from") ?? 0) > 0)
+        #expect(Self.sameBytes(file, server.directory.appendingPathComponent("resume.bin")))
+        let connections = try await proxy.waitForEvents(count: 2) { $0["conn"] != nil }
+        let resumedFrom = status.int("resumed_from") ?? 0
+        let secondBytes = connections[1].int("up") ?? .max
+        #expect(secondBytes < 10_000_000 - resumedFrom + 100_000)
+        proxy.signal(SIGTERM)
+        await server.stop()
+    }
+
+    @Test func aFlippedByteIsDetectedAndTheBlockResent() async throws {
+        let source = try TestPaths.temporaryDirectory()
+        let file = try Self.makeFile(source, "flip.bin", bytes: 6_000_000)
+        let server = try await TestServer()
+        let (proxy, port) = try await Self.startProxy(to: server.port, ["--flip-at", "2500000"])
+        let result = try await xfer("upload", "--server", "127.0.0.1:\(port)", file.path)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.events.contains { $0.event == "retry" })
+        #expect(Self.sameBytes(file, server.directory.appendingPathComponent("flip.bin")))
+        try await server.process.waitForEvent { $0.event == "retry" && $0.string("reason")?.contains("checksum") == true }
+        proxy.signal(SIGTERM)
+        await server.stop()
+        try await expectValidEvents(result.lines + server.process.lines)
+    }
+
+    @Test func killedClientResumesWhenRunAgain() async throws {
+        let source = try TestPaths.temporaryDirectory()
+        let file = try Self.makeFile(source, "killed.bin", bytes: 40_000_000)
+        let server = try await TestServer()
+        let (proxy, port) = try await Self.startProxy(to: server.port)
+        let upload = try RunningProcess(
+            executable: TestPaths.binary.path,
+            arguments: ["upload", "--server", "127.0.0.1:\(port)", "--block-size", "256", file.path]
+        )
+        try await upload.waitForEvent(timeout: 30) { $0.event == "progress" && ($0.int("bytes") ?? 0) > 0 }
+        upload.signal(SIGKILL)
+        await upload.waitForExit()
+        let rerun = try await xfer("upload", "--server", "127.0.0.1:\(port)", "--block-size", "256", file.path)
+        if rerun.status == 0, let status = rerun.events.first(where: { $0.event == "status" }) {
+            #expect((status.int("resumed_from") ?? 0) > 0, "the killed upload had progress, the rerun should resume")
+        } else {
+            Issue.record("rerun failed: \(rerun.lines) \(rerun.stderr)")
+        }
+        #expect(Self.sameBytes(file, server.directory.appendingPathComponent("killed.bin")))
+        proxy.signal(SIGTERM)
+        await server.stop()
+    }
+
+    @Test func killedServerRestartedOnTheSameDirectoryResumes() async throws {
+        let source = try TestPaths.temporaryDirectory()
+        let file = try Self.makeFile(source, "server-killed.bin", bytes: 40_000_000)
+        let directory = try TestPaths.temporaryDirectory()
+        let first = try await TestServer(directory: directory)
+        let port = first.port
+        let upload = try RunningProcess(
+            executable: TestPaths.binary.path,
+            arguments: ["upload", "--server", "127.0.0.1:\(port)", "--retries", "0", "--block-size", "256", file.path]
+        )
+        try await first.process.waitForEvent(timeout: 30) { $0.event == "progress" && ($0.int("bytes") ?? 0) > 0 }
+        first.process.signal(SIGKILL)
+        await first.process.waitForExit()
+        #expect(await upload.waitForExit() == 69)
+
+        let second = try RunningProcess(
+            executable: TestPaths.binary.path,
+            arguments: ["serve", "--port", String(port), "--dir", directory.path]
+        )
+        try await second.waitForEvent { $0.event == "listening" }
+        let rerun = try await xfer("upload", "--server", "127.0.0.1:\(port)", "--block-size", "256", file.path)
+        #expect(rerun.status == 0, "\(rerun.stderr)")
+        let status = try #require(rerun.events.first { $0.event == "status" })
+        #expect((status.int("resumed_from") ?? 0) > 0)
+        #expect(Self.sameBytes(file, directory.appendingPathComponent("server-killed.bin")))
+        second.signal(SIGTERM)
+        await second.waitForExit()
+    }
+
+    @Test func aChangedSourceIsNotSplicedWithTheOldBytes() async throws {
+        let source = try TestPaths.temporaryDirectory()
+        let file = try Self.makeFile(source, "changing.bin", bytes: 8_000_000)
+        let server = try await TestServer()
+        let (proxy, port) = try await Self.startProxy(to: server.port, ["--cut-after", "5000000"])
+        let first = try await xfer("upload", "--server", "127.0.0.1:\(port)", "--retries", "0", file.path)
+        #expect(first.status == 69)
+        // Same size and modification time, different first bytes: only the end-to-end SHA-256 can tell.
+        // (touch -r keeps the nanoseconds that Foundation's dates would round away.)
+        let reference = source.appendingPathComponent("mtime-reference")
+        _ = try await runCommand(["-r", file.path, reference.path], executable: "/usr/bin/touch")
+        let handle = try FileHandle(forWritingTo: file)
+        try handle.write(contentsOf: Data(repeating: 0x42, count: 1000))
+        try handle.close()
+        _ = try await runCommand(["-r", reference.path, file.path], executable: "/usr/bin/touch")
+        let second = try await xfer("upload", "--server", "127.0.0.1:\(port)", "--retries", "0", file.path)
+        #expect(second.status == 65)
+        #expect(second.events.contains { $0.event == "error" && $0.string("code") == "integrity_failed" })
+        #expect(!FileManager.default.fileExists(atPath: server.directory.appendingPathComponent("changing.bin").path))
+        // The partial was discarded: the next run starts over and succeeds.
+        let third = try await xfer("upload", "--server", "127.0.0.1:\(port)", file.path)
+        #expect(third.status == 0, "\(third.stderr)")
+        #expect(Self.sameBytes(file, server.directory.appendingPathComponent("changing.bin")))
+        proxy.signal(SIGTERM)
+        await server.stop()
+    }
+
+    @Test func limitsAndBadInputFailWithClearCodes() async throws {
+        let source = try TestPaths.temporaryDirectory()
+        let big = try Self.makeFile(source, "big.bin", bytes: 2_000_000)
+        let small = try Self.makeFile(source, "small.bin", bytes: 1000)
+        let server = try await TestServer(["--max-file-size", "1M"])
+        let tooBig = try await xfer("upload", "--server", server.url, big.path)
+        #expect(tooBig.status == 65)
+        #expect(tooBig.events.contains { $0.event == "error" && $0.string("code") == "file_too_large" })
+        let streamTooBig = try await runCommand(
+            ["upload", "--server", server.url, "-", "--name", "s.bin"],
+            stdin: String(repeating: "x", count: 1_500_000)
+        )
+        #expect(streamTooBig.status == 65)
+        #expect(try await xfer("upload", "--server", server.url, small.path).status == 0)
+        let missing = try await xfer("upload", "--server", server.url, source.appendingPathComponent("nope").path)
+        #expect(missing.status == 66)
+        #expect(missing.events.contains { $0.event == "error" && $0.string("code") == "input_unreadable" })
+        let noName = try await xfer("upload", "--server", server.url, "-")
+        #expect(noName.status == 64)
+        await server.stop()
+        try await expectValidEvents(tooBig.lines + missing.lines + noName.lines)
+    }
+}
