@@ -165,12 +165,21 @@ extension Event {
     }
 
     /// The result of a `send` or `broadcast` command read on `serve`'s stdin.
-    public static func sent(command: String, to: String?, delivered: Int, held: Int, ref: String?) -> Event {
+    /// `failure` (code, reason) when the target is unknown: then `ok` is false.
+    public static func sent(
+        command: String,
+        to: String?,
+        delivered: Int,
+        held: Int,
+        ref: String?,
+        failure: (code: String, reason: String)? = nil
+    ) -> Event {
         Event(
             .sent,
             [
-                ("cmd", .string(command)), ("to", to.map(JSONScalar.string)), ("delivered", .int(Int64(delivered))),
-                ("held", .int(Int64(held))), ("ref", ref.map(JSONScalar.string)),
+                ("cmd", .string(command)), ("ok", .bool(failure == nil)), ("to", to.map(JSONScalar.string)),
+                ("delivered", .int(Int64(delivered))), ("held", .int(Int64(held))), ("ref", ref.map(JSONScalar.string)),
+                ("code", failure.map { .string($0.code) }), ("reason", failure.map { .string($0.reason) }),
             ]
         )
     }

@@ -25,10 +25,9 @@ public enum SafeFileName {
                 scalars.append(scalar)
             }
         }
-        var result = String(scalars).trimmingSpaces()
-        // Leading dots would hide the file (and `.xfer-partial` is ours): keep the rest of the name.
-        while result.hasPrefix(".") { result.removeFirst() }
-        result = result.trimmingSpaces()
+        // Leading dots would hide the file (and `.xfer-partial` is ours): keep the rest of the name. Dots and
+        // spaces are stripped together, so that `. ..` cannot leave `..` (nor `. .x` a hidden `.x`).
+        var result = String(scalars.drop(while: { $0 == "." || $0 == " " })).trimmingSpaces()
         guard !result.isEmpty else {
             throw XferError(
                 .badName,

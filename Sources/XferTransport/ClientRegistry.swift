@@ -1,6 +1,7 @@
 import NIOCore
 import NIOWebSocket
 import Synchronization
+import XferEvents
 import XferProtocol
 
 /// Where a text from a sender or from `serve`'s stdin should go.
@@ -165,7 +166,9 @@ public final class ClientRegistry: Sendable {
         return self.state.withLock { state -> RelayResult? in
             switch target {
             case .client(let id):
-                guard let client = state.clients[id] else { return nil }
+                // Only listeners and plain clients read texts: a sender or an uploader would take it as a
+                // protocol error.
+                guard let client = state.clients[id], client.isReceiver else { return nil }
                 var address = state.addresses[client.address] ?? Address()
                 let seq = address.nextSeq
                 address.nextSeq += 1
@@ -230,8 +233,16 @@ public final class ClientRegistry: Sendable {
     private static func write(seq: UInt64, from: String, text: String, to client: Client) {
         let frame: WebSocketFrame
         if client.plain {
-            var buffer = client.channel.allocator.buffer(capacity: text.utf8.count)
-            buffer.writeString(text)
+            // JSON, like the statuses plain clients get, so that a text can never be mistaken for a status:
+            // statuses carry "ok", texts carry "text", "from" and "seq".
+            var json: [UInt8] = []
+            json.append(contentsOf: #"{"from":"#.utf8)
+            JSONLineWriter.appendString(from, to: &json)
+            json.append(contentsOf: #","seq":\#(seq),"text":"#.utf8)
+            JSONLineWriter.appendString(text, to: &json)
+            json.append(UInt8(ascii: "}"))
+            var buffer = client.channel.allocator.buffer(capacity: json.count)
+            buffer.writeBytes(json)
             frame = WebSocketFrame(fin: true, opcode: .text, data: buffer)
         } else {
             let buffer = WireMessage.deliver(seq: seq, from: from, text: text).encoded(

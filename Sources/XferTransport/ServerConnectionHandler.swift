@@ -114,7 +114,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
     private func handshakeTimedOut() {
         guard !self.machine.isOpen else { return }
-        self.fail(.handshakeTimeout, "no timezone within \(self.server.configuration.handshakeTimeout) s of connecting")
+        let what = self.machine.mode == .xfer ? "hello" : "timezone (the first text frame)"
+        self.fail(.handshakeTimeout, "no \(what) within \(self.server.configuration.handshakeTimeout) s of connecting")
     }
 
     // MARK: Inbound

@@ -92,6 +92,14 @@ public enum XferClient {
     }
 
     static func describe(_ error: Error) -> String {
+        if let connection = error as? NIOConnectionError {
+            if connection.dnsAError != nil && connection.dnsAAAAError != nil && connection.connectionErrors.isEmpty {
+                return "cannot resolve host \"\(connection.host)\""
+            }
+            if let first = connection.connectionErrors.first {
+                return Self.describe(first.error)
+            }
+        }
         if let ioError = error as? IOError {
             switch ioError.errnoCode {
             case 111: return "connection refused"

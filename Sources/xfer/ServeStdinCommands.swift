@@ -48,10 +48,16 @@ struct ServeStdinCommands: Sendable {
             }
             guard let result = self.registry.relay(text, from: "server", to: target) else {
                 return self.sink.emit(
-                    .error(
-                        code: XferError.Code.noListener.rawValue,
-                        message: "no client or listener \"\(shown)\" is connected or held: see {\"cmd\":\"clients\"}",
-                        ref: ref
+                    .sent(
+                        command: "send",
+                        to: shown,
+                        delivered: 0,
+                        held: 0,
+                        ref: ref,
+                        failure: (
+                            XferError.Code.noListener.rawValue,
+                            "no listener or plain client \"\(shown)\" is connected or held; see {\"cmd\":\"clients\"}"
+                        )
                     )
                 )
             }

@@ -36,8 +36,10 @@ struct Xfer: AsyncParsableCommand {
             Glibc.exit(error.exitStatus)
         } catch {
             let code = exitCode(for: error)
-            if code != .success, !(error is CleanExit) {
-                let text = fullMessage(for: error)
+            // An ExitCode thrown by a command means it has reported its failure already.
+            if code != .success, !(error is CleanExit), !(error is ExitCode) {
+                var text = fullMessage(for: error)
+                if text.hasPrefix("Error: ") { text.removeFirst(7) }
                 FileDescriptorSink().emit(
                     .error(code: XferError.Code.usage.rawValue, message: text.split(separator: "\n").first.map(String.init) ?? text)
                 )

@@ -38,7 +38,16 @@ async def plain(url, tz, texts):
                 out({"closed": closed.rcvd.code if closed.rcvd else None,
                      "reason": closed.rcvd.reason if closed.rcvd else None})
                 return
-            out({"reply": json.loads(reply)})
+            reply = json.loads(reply)
+            out({"reply": reply})
+            if reply.get("ok") is False and "message" in reply:
+                # An error status comes right before the server's close frame.
+                try:
+                    await asyncio.wait_for(ws.recv(), 5)
+                except websockets.ConnectionClosed as closed:
+                    out({"closed": closed.rcvd.code if closed.rcvd else None,
+                         "reason": closed.rcvd.reason if closed.rcvd else None})
+                    return
         if not texts:
             try:
                 reply = await asyncio.wait_for(ws.recv(), 5)

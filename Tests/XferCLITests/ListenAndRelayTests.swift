@@ -97,11 +97,13 @@ struct ListenAndRelayTests {
         server.process.writeStdin(#"{"cmd":"clients"}"# + "\n")
         server.process.writeStdin(#"{"cmd":"explode"}"# + "\n")
 
-        let sent = try await server.process.waitForEvents(count: 3) { $0.event == "sent" }
-        #expect(sent.map { $0.int("delivered") } == [1, 1, 2])
+        let sent = try await server.process.waitForEvents(count: 4) { $0.event == "sent" }
+        #expect(sent.map { $0.int("delivered") } == [1, 1, 2, 0])
+        #expect(sent.map { $0.bool("ok") } == [true, true, true, false])
+        #expect(sent.last?.string("code") == "no_listener")
         #expect(sent.first?.string("ref") == "r1")
-        let errors = try await server.process.waitForEvents(count: 3) { $0.event == "error" }
-        #expect(errors.map { $0.string("code") } == ["bad_command", "no_listener", "bad_command"])
+        let errors = try await server.process.waitForEvents(count: 2) { $0.event == "error" }
+        #expect(errors.map { $0.string("code") } == ["bad_command", "bad_command"])
         let clients = try await server.process.waitForEvent { $0.event == "clients" }
         #expect(clients.int("count") == 2)
         let listing = try #require(clients["clients"] as? [[String: Any]])
@@ -111,7 +113,10 @@ struct ListenAndRelayTests {
         #expect(opsTexts.map { $0.string("text") } == ["for ops", "for all"])
         #expect(opsTexts.allSatisfy { $0.string("from") == "server" })
         let plainMessages = try await plain.waitForEvents(count: 2) { $0["message"] != nil }
-        #expect(plainMessages.map { $0.string("message") } == ["for plain", "for all"])
+        let decoded = plainMessages.compactMap { $0.string("message").flatMap(JSONEvent.init(line:)) }
+        #expect(decoded.map { $0.string("text") } == ["for plain", "for all"])
+        #expect(decoded.map { $0.int("seq") } == [1, 2])
+        #expect(decoded.allSatisfy { $0.string("from") == "server" && $0["ok"] == nil })
 
         // Still serving after the bad lines, and after stdin closes.
         server.process.closeStdin()

@@ -113,7 +113,7 @@ struct TextMessagingTests {
         let text = result.lines.joined(separator: "\n")
         #expect(text.hasPrefix("HTTP/1.1 200"))
         #expect(text.contains(#""ok":true"#))
-        let other = try await runCommand(["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(server.port)/"], executable: "/usr/bin/curl")
+        let other = try await runCommand(["-s", "-o", "/dev/null", "-w", "%{http_code}\n", "http://127.0.0.1:\(server.port)/"], executable: "/usr/bin/curl")
         #expect(other.lines.joined() == "426")
         await server.stop()
     }
