@@ -83,8 +83,11 @@ public final class BlockCodec: @unchecked Sendable {
 
     /// Encodes `raw` for the wire: zlib when the level allows it, the block looks compressible and the result is
     /// smaller; raw otherwise. Appends the payload to `out` and returns the encoding used.
-    public func encode(_ raw: UnsafeRawBufferPointer, into out: inout ByteBuffer) -> BlockEncoding {
-        if self.level > 0 && self.looksCompressible(raw) {
+    /// `knownCompressible` skips the sampling when the caller has just done it.
+    public func encode(_ raw: UnsafeRawBufferPointer, into out: inout ByteBuffer, knownCompressible: Bool = false)
+        -> BlockEncoding
+    {
+        if self.level > 0 && (knownCompressible || self.looksCompressible(raw)) {
             let start = out.writerIndex
             let bound = Int(deflateBound(&self.deflater, uLong(raw.count)))
             let written = out.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { target -> Int in

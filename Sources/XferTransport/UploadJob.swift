@@ -47,6 +47,8 @@ public final class UploadJob: @unchecked Sendable {
     private let hashQueue = DispatchQueue(label: "xfer.upload.hash")
     private let encodeQueues: [DispatchQueue]
     private let codecs: [BlockCodec]
+    /// Used only on `readQueue`, to decide whether a block is worth compressing.
+    private let sampler = BlockCodec(level: 1)
     /// Incremented when the read position jumps (a resume from an offset outside the retained blocks):
     /// work scheduled before that is stale. Read on the queues, written on the loop.
     private let generation = Atomic<Int>(0)
@@ -322,10 +324,15 @@ public final class UploadJob: @unchecked Sendable {
             guard generation == self.generation.load(ordering: .sequentiallyConsistent) else {
                 return self.loop.execute { self.preparedStale() }
             }
-            var raw = ByteBufferAllocator().buffer(capacity: blockSize)
+            // The block is read straight into its frame, after room for the header: a raw block (random or
+            // already-compressed data) then goes out without a single copy.
+            let headerSize = WireMessage.Block.headerSize
+            var frame = ByteBufferAllocator().buffer(capacity: headerSize + blockSize)
+            frame.moveWriterIndex(forwardBy: headerSize)
+            frame.moveReaderIndex(forwardBy: headerSize)
             let count: Int
             do {
-                count = try raw.writeWithUnsafeMutableBytes(minimumWritableBytes: blockSize) { target throws(XferError) in
+                count = try frame.writeWithUnsafeMutableBytes(minimumWritableBytes: blockSize) { target throws(XferError) in
                     try source.read(at: offset, count: expected ?? blockSize, into: target)
                 }
             } catch {
@@ -345,23 +352,35 @@ public final class UploadJob: @unchecked Sendable {
                 let end = offset + UInt64(count)
                 self.loop.execute { self.streamEnded(at: end) }
             }
-            if count > 0 {
-                let hashed = raw
-                hashQueue.async { hashed.withUnsafeReadableBytes { hashState.hasher.update(bufferPointer: $0) } }
-            }
             guard count > 0 else {
                 return self.loop.execute { self.prepared(nil, offset: offset, generation: generation) }
             }
-            let block = raw
-            encodeQueue.async {
-                let raw = block
-                let crc = raw.withUnsafeReadableBytes { BlockCodec.crc32($0) }
-                var frame = ByteBufferAllocator().buffer(capacity: WireMessage.Block.headerSize + count + 64)
-                let header = WireMessage.Block(offset: offset, rawLength: UInt32(count), crc32: crc, encoding: .raw, payload: ByteBuffer())
-                WireMessage.writeBlockHeader(header, into: &frame)
-                let encoding = raw.withUnsafeReadableBytes { codec.encode($0, into: &frame) }
-                frame.setInteger(encoding.rawValue, at: frame.readerIndex + WireMessage.Block.headerSize - 1)
+            let crc = frame.withUnsafeReadableBytes { BlockCodec.crc32($0) }
+            let sampler = self.sampler
+            let compressible = codec.level > 0 && frame.withUnsafeReadableBytes { sampler.looksCompressible($0) }
+            if !compressible {
+                // Fill in the header before anyone else holds the buffer (a shared buffer would be copied).
+                frame.moveReaderIndex(to: 0)
+                var header = ByteBufferAllocator().buffer(capacity: headerSize)
+                WireMessage.writeBlockHeader(
+                    WireMessage.Block(offset: offset, rawLength: UInt32(count), crc32: crc, encoding: .raw, payload: ByteBuffer()),
+                    into: &header
+                )
+                frame.setBuffer(header, at: 0)
+                let hashed = frame.getSlice(at: headerSize, length: count)!
+                hashQueue.async { hashed.withUnsafeReadableBytes { hashState.hasher.update(bufferPointer: $0) } }
                 let block = PreparedBlock(offset: offset, rawLength: count, frame: frame)
+                return self.loop.execute { self.prepared(block, offset: offset, generation: generation) }
+            }
+            let raw = frame
+            hashQueue.async { raw.withUnsafeReadableBytes { hashState.hasher.update(bufferPointer: $0) } }
+            encodeQueue.async {
+                var out = ByteBufferAllocator().buffer(capacity: headerSize + count / 2)
+                let header = WireMessage.Block(offset: offset, rawLength: UInt32(count), crc32: crc, encoding: .zlib, payload: ByteBuffer())
+                WireMessage.writeBlockHeader(header, into: &out)
+                let encoding = raw.withUnsafeReadableBytes { codec.encode($0, into: &out, knownCompressible: true) }
+                out.setInteger(encoding.rawValue, at: out.readerIndex + headerSize - 1)
+                let block = PreparedBlock(offset: offset, rawLength: count, frame: out)
                 self.loop.execute { self.prepared(block, offset: offset, generation: generation) }
             }
         }

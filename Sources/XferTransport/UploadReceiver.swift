@@ -270,22 +270,29 @@ final class UploadReceiver: @unchecked Sendable {
             // Queued behind a block that failed: the client resends from the failed one.
             return .dropped
         }
-        work.scratch.clear()
-        do {
-            try block.payload.withUnsafeReadableBytes { payload throws(XferError) in
-                try work.codec.decode(payload, encoding: block.encoding, rawLength: Int(block.rawLength), into: &work.scratch)
+        // Raw blocks are checked and written straight from the frame: no copy.
+        var raw = block.payload
+        if block.encoding == .zlib {
+            work.scratch.clear()
+            do {
+                try block.payload.withUnsafeReadableBytes { payload throws(XferError) in
+                    try work.codec.decode(payload, encoding: block.encoding, rawLength: Int(block.rawLength), into: &work.scratch)
+                }
+            } catch {
+                return .corrupt(error.message)
             }
-        } catch {
-            return .corrupt(error.message)
+            raw = work.scratch
+        } else if raw.readableBytes != Int(block.rawLength) {
+            return .corrupt("raw block holds \(raw.readableBytes) bytes but declares \(block.rawLength)")
         }
-        let crc = work.scratch.withUnsafeReadableBytes { BlockCodec.crc32($0) }
+        let crc = raw.withUnsafeReadableBytes { BlockCodec.crc32($0) }
         guard crc == block.crc32 else {
             return .corrupt(
                 "checksum mismatch: block CRC-32 is \(String(crc, radix: 16)), expected \(String(block.crc32, radix: 16))"
             )
         }
         do {
-            try work.scratch.withUnsafeReadableBytes { raw throws(XferError) in
+            try raw.withUnsafeReadableBytes { raw throws(XferError) in
                 try upload.append(raw)
                 work.hasher.update(bufferPointer: raw)
             }
