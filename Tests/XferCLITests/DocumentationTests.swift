@@ -29,7 +29,7 @@ struct DocumentationTests {
         }
     }
 
-    @Test(arguments: ["serve", "send", "listen"])
+    @Test(arguments: ["serve", "send", "listen", "upload"])
     func manPageDocumentsEveryOption(_ command: String) async throws {
         let help = try await runCommand([command, "--help"])
         #expect(help.status == 0)
@@ -53,7 +53,7 @@ struct DocumentationTests {
         #expect(version.lines.first?.isEmpty == false)
         let help = try await xfer("--help")
         #expect(help.status == 0)
-        for command in ["serve", "send", "listen"] {
+        for command in ["serve", "send", "listen", "upload"] {
             #expect(help.lines.contains { $0.contains(command) })
         }
     }

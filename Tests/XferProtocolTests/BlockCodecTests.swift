@@ -1,0 +1,138 @@
+import NIOCore
+import Testing
+import XferProtocol
+
+/// Checks block compression: the CRC, the raw fallback for incompressible data, and a bounded inflate.
+@Suite struct BlockCodecTests {
+    /// `bytes` encoded by `codec`: the encoding and the payload.
+    static func encode(_ bytes: [UInt8], codec: BlockCodec) -> (BlockEncoding, [UInt8]) {
+        var out = ByteBuffer()
+        let encoding = bytes.withUnsafeBytes { codec.encode($0, into: &out) }
+        return (encoding, Array(out.readableBytesView))
+    }
+
+    /// `payload` decoded, or the error.
+    static func decode(
+        _ payload: [UInt8],
+        _ encoding: BlockEncoding,
+        rawLength: Int,
+        codec: BlockCodec,
+        into out: inout ByteBuffer
+    ) -> XferError? {
+        do {
+            try payload.withUnsafeBytes { try codec.decode($0, encoding: encoding, rawLength: rawLength, into: &out) }
+            return nil
+        } catch let error as XferError {
+            return error
+        } catch {
+            Issue.record("decode threw \(error), not an XferError")
+            return nil
+        }
+    }
+
+    static func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+        var generator = SplitMix64(seed: seed)
+        return (0..<count).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+    }
+
+    static let text = Array(String(repeating: "the quick brown fox jumps over the lazy dog\n", count: 3000).utf8)
+
+    @Test func crc32MatchesTheStandardCheckValue() {
+        #expect(Array("123456789".utf8).withUnsafeBytes { BlockCodec.crc32($0) } == 0xCBF4_3926)
+        #expect([UInt8]().withUnsafeBytes { BlockCodec.crc32($0) } == 0)
+    }
+
+    @Test func compressibleBlocksAreZlibAndRoundTrip() throws {
+        let codec = BlockCodec(level: 1)
+        let (encoding, payload) = Self.encode(Self.text, codec: codec)
+        #expect(encoding == .zlib)
+        #expect(payload.count < Self.text.count / 4)
+        var out = ByteBuffer()
+        #expect(Self.decode(payload, encoding, rawLength: Self.text.count, codec: codec, into: &out) == nil)
+        #expect(Array(out.readableBytesView) == Self.text)
+    }
+
+    @Test func randomBlocksTravelRawWithoutCompression() {
+        let codec = BlockCodec(level: 6)
+        let random = Self.randomBytes(256 * 1024, seed: 1)
+        let (encoding, payload) = Self.encode(random, codec: codec)
+        #expect(encoding == .raw)
+        #expect(payload == random)
+        #expect(!random.withUnsafeBytes { codec.looksCompressible($0) })
+    }
+
+    @Test func levelZeroNeverCompresses() {
+        let (encoding, payload) = Self.encode(Self.text, codec: BlockCodec(level: 0))
+        #expect(encoding == .raw)
+        #expect(payload == Self.text)
+    }
+
+    @Test func oneCodecIsReusableAcrossBlocks() {
+        let codec = BlockCodec(level: 1)
+        for seed: UInt64 in 1...5 {
+            let block = Array(String(repeating: "block \(seed) ", count: 500 * Int(seed)).utf8)
+            let (encoding, payload) = Self.encode(block, codec: codec)
+            var out = ByteBuffer()
+            #expect(Self.decode(payload, encoding, rawLength: block.count, codec: codec, into: &out) == nil)
+            #expect(Array(out.readableBytesView) == block)
+        }
+    }
+
+    @Test func inflatingPastTheDeclaredSizeIsRefusedAndWritesNothing() {
+        let codec = BlockCodec(level: 9)
+        let bomb = [UInt8](repeating: 0, count: 4 << 20)
+        let (encoding, payload) = Self.encode(bomb, codec: codec)
+        #expect(encoding == .zlib)
+        #expect(payload.count < 16 * 1024)
+        var out = ByteBuffer(string: "kept")
+        let error = Self.decode(payload, .zlib, rawLength: 64 * 1024, codec: codec, into: &out)
+        #expect(error?.code == .corruptBlock)
+        #expect(String(buffer: out) == "kept", "the refused block left nothing behind")
+        #expect(out.capacity < 1 << 20, "output stayed bounded by the declared size")
+    }
+
+    @Test func inflatingShortOfTheDeclaredSizeIsCorrupt() {
+        let codec = BlockCodec(level: 1)
+        let (_, payload) = Self.encode(Self.text, codec: codec)
+        var out = ByteBuffer()
+        #expect(
+            Self.decode(payload, .zlib, rawLength: Self.text.count + 1, codec: codec, into: &out)?.code == .corruptBlock
+        )
+        #expect(out.readableBytes == 0)
+    }
+
+    @Test func truncatedOrGarbageZlibIsCorrupt() {
+        let codec = BlockCodec(level: 1)
+        let (_, payload) = Self.encode(Self.text, codec: codec)
+        var out = ByteBuffer()
+        let cut = Array(payload.dropLast(10))
+        #expect(Self.decode(cut, .zlib, rawLength: Self.text.count, codec: codec, into: &out)?.code == .corruptBlock)
+        let garbage = Self.randomBytes(500, seed: 2)
+        #expect(Self.decode(garbage, .zlib, rawLength: 1000, codec: codec, into: &out)?.code == .corruptBlock)
+        #expect(Self.decode([], .zlib, rawLength: 0, codec: codec, into: &out)?.code == .corruptBlock)
+        #expect(out.readableBytes == 0)
+        // The codec recovers: a good block decodes after the bad ones.
+        #expect(Self.decode(payload, .zlib, rawLength: Self.text.count, codec: codec, into: &out) == nil)
+    }
+
+    @Test func bytesAfterTheZlibStreamAreCorrupt() {
+        let codec = BlockCodec(level: 1)
+        let (_, payload) = Self.encode(Self.text, codec: codec)
+        var out = ByteBuffer()
+        let error = Self.decode(payload + [0, 1, 2], .zlib, rawLength: Self.text.count, codec: codec, into: &out)
+        #expect(error?.code == .corruptBlock)
+    }
+
+    @Test func rawPayloadMustMatchTheDeclaredLength() {
+        let codec = BlockCodec(level: 1)
+        var out = ByteBuffer()
+        #expect(Self.decode([1, 2, 3], .raw, rawLength: 4, codec: codec, into: &out)?.code == .corruptBlock)
+        #expect(Self.decode([1, 2, 3], .raw, rawLength: 2, codec: codec, into: &out)?.code == .corruptBlock)
+        #expect(Self.decode([1, 2, 3], .raw, rawLength: 3, codec: codec, into: &out) == nil)
+        #expect(Array(out.readableBytesView) == [1, 2, 3])
+    }
+
+    @Test func corruptBlocksAreRejectedData() {
+        #expect(XferError.exitStatus(for: .corruptBlock) == 65)
+    }
+}

@@ -1,0 +1,182 @@
+import Foundation
+import NIOCore
+import NIOEmbedded
+import NIOWebSocket
+import Testing
+import XferEvents
+
+@testable import XferProtocol
+@testable import XferTransport
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A temporary file that a `FileDescriptorSink` writes events into, so a test can read them back.
+final class EventFile {
+    let path: String
+    let fd: Int32
+    let sink: FileDescriptorSink
+
+    init() throws {
+        self.path =
+            FileManager.default.temporaryDirectory
+            .appendingPathComponent("xfer-events-\(UUID().uuidString).jsonl").path
+        self.fd = open(self.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        try #require(self.fd >= 0, "cannot create \(self.path)")
+        self.sink = FileDescriptorSink(fd: self.fd)
+    }
+
+    deinit {
+        close(self.fd)
+        unlink(self.path)
+    }
+
+    /// Every event written so far, parsed.
+    func events() throws -> [[String: Any]] {
+        let text = try String(contentsOfFile: self.path, encoding: .utf8)
+        return try text.split(separator: "\n").map { line in
+            let value = try JSONSerialization.jsonObject(with: Data(line.utf8))
+            return try #require(value as? [String: Any], "not a JSON object: \(line)")
+        }
+    }
+
+    /// The events of one type, in order.
+    func events(_ kind: String) throws -> [[String: Any]] {
+        try self.events().filter { $0["event"] as? String == kind }
+    }
+}
+
+/// One `ServerConnectionHandler` on an `EmbeddedChannel`, as the server installs it after the upgrade.
+///
+/// The peer's side is played by writing `WebSocketFrame`s inbound; what the server sends is read back as
+/// `WebSocketFrame`s outbound (there is no frame encoder in the pipeline).
+final class ConnectionHarness {
+    /// Timezones the fake zone database knows.
+    static let knownZones: Set<String> = ["Europe/Paris", "America/New_York"]
+
+    /// A directory path for the upload store that no test writes to.
+    static let unusedDirectory = FileManager.default.temporaryDirectory
+        .appendingPathComponent("xfer-unit-no-uploads-\(UUID().uuidString)").path
+
+    let channel: EmbeddedChannel
+    let registry: ClientRegistry
+    let events: EventFile
+    let clientID: Int
+
+    init(
+        mode: ServerConnectionStateMachine.Mode,
+        configuration: ServerConfiguration = ConnectionHarness.configuration(),
+        registry: ClientRegistry = ClientRegistry(),
+        events: EventFile? = nil,
+        clientID: Int = 1,
+        handshakeDeadline: NIODeadline = .uptimeNanoseconds(0) + .seconds(10)
+    ) throws {
+        self.events = try events ?? EventFile()
+        self.registry = registry
+        self.clientID = clientID
+        let server = ServerContext(
+            configuration: configuration,
+            registry: registry,
+            sink: self.events.sink,
+            // No test here uploads: the store's directory is never created.
+            store: LocalUploadStore(directory: Self.unusedDirectory, maxFileSize: 1 << 20),
+            isKnownZone: { Self.knownZones.contains($0) }
+        )
+        // The server reserves a slot before the upgrade; registering turns it into a client.
+        #expect(registry.reserveSlot(limit: .max))
+        let handler = ServerConnectionHandler(
+            mode: mode,
+            server: server,
+            clientID: clientID,
+            peer: "127.0.0.1:40000",
+            handshakeDeadline: handshakeDeadline
+        )
+        self.channel = EmbeddedChannel()
+        try self.channel.pipeline.syncOperations.addHandler(handler)
+        try self.channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8000)).wait()
+    }
+
+    /// A configuration whose timers stay out of the way unless a test advances the clock on purpose.
+    static func configuration(
+        pingInterval: Double = 3600,
+        pingTimeout: Double = 7200,
+        maxTextBytes: Int = 64
+    ) -> ServerConfiguration {
+        ServerConfiguration(pingInterval: pingInterval, pingTimeout: pingTimeout, maxTextBytes: maxTextBytes)
+    }
+
+    /// The peer sends one frame (one read, then read-complete).
+    func send(_ frame: WebSocketFrame) throws {
+        try self.channel.writeInbound(frame)
+    }
+
+    /// The peer's frames arrive in one read burst: several reads, then one read-complete.
+    func sendBurst(_ frames: [WebSocketFrame]) throws {
+        for frame in frames {
+            self.channel.pipeline.syncOperations.fireChannelRead(NIOAny(frame))
+        }
+        self.channel.pipeline.syncOperations.fireChannelReadComplete()
+        try self.channel.throwIfErrorCaught()
+    }
+
+    /// Every frame the server has flushed so far.
+    func sentFrames() throws -> [WebSocketFrame] {
+        var frames: [WebSocketFrame] = []
+        while let frame = try self.channel.readOutbound(as: WebSocketFrame.self) {
+            frames.append(frame)
+        }
+        return frames
+    }
+
+    /// Sends the handshake for `mode` and drops what the server answered (the welcome, for xfer).
+    func handshake(_ fields: [String: String] = ["timezone": "UTC"]) throws {
+        try self.send(.binary(.hello(fields)))
+        _ = try self.sentFrames()
+    }
+
+    /// Closes the channel, as the end of a test.
+    func finish() {
+        _ = try? self.channel.finish(acceptAlreadyClosed: true)
+    }
+}
+
+extension WebSocketFrame {
+    /// A text frame holding `text`.
+    static func text(_ text: String, fin: Bool = true) -> WebSocketFrame {
+        .bytes(.text, Array(text.utf8), fin: fin)
+    }
+
+    /// A binary frame holding `message`.
+    static func binary(_ message: WireMessage) -> WebSocketFrame {
+        WebSocketFrame(fin: true, opcode: .binary, data: message.encoded())
+    }
+
+    /// A frame with `opcode` and raw `bytes`.
+    static func bytes(_ opcode: WebSocketOpcode, _ bytes: [UInt8], fin: Bool = true) -> WebSocketFrame {
+        WebSocketFrame(fin: fin, opcode: opcode, data: ByteBuffer(bytes: bytes))
+    }
+
+    /// A close frame with `code` in its body.
+    static func close(_ code: UInt16) -> WebSocketFrame {
+        var body = ByteBuffer()
+        body.writeInteger(code)
+        return WebSocketFrame(fin: true, opcode: .connectionClose, data: body)
+    }
+
+    /// The payload as a string (for text frames).
+    var textValue: String { String(buffer: self.unmaskedData) }
+
+    /// The payload decoded as a wire message (for binary frames).
+    var message: WireMessage? { try? WireMessage.decode(self.unmaskedData) }
+
+    /// The status code of a close frame.
+    var closeCode: UInt16? {
+        var data = self.unmaskedData
+        return data.readInteger(as: UInt16.self)
+    }
+}
