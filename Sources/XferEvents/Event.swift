@@ -80,7 +80,10 @@ public struct Event: Sendable {
 extension Event {
     /// `serve` is listening on `host`:`port` and saves into `dir`.
     public static func listening(host: String, port: Int, dir: String, pid: Int) -> Event {
-        Event(.listening, [("host", .string(host)), ("port", .int(Int64(port))), ("dir", .string(dir)), ("pid", .int(Int64(pid)))])
+        Event(
+            .listening,
+            [("host", .string(host)), ("port", .int(Int64(port))), ("dir", .string(dir)), ("pid", .int(Int64(pid)))]
+        )
     }
 
     /// A client completed the handshake (server side).
@@ -189,7 +192,8 @@ extension Event {
         Event(
             .progress,
             [
-                ("name", .string(name)), ("bytes", .int(Int64(bytes))), ("total", total.map { .int(Int64($0)) } ?? .null),
+                ("name", .string(name)), ("bytes", .int(Int64(bytes))),
+                ("total", total.map { .int(Int64($0)) } ?? .null),
                 ("client", client.map { .int(Int64($0)) }), ("upload", .string(upload)),
             ]
         )
@@ -241,7 +245,14 @@ extension Event {
 
     /// A block of upload `name` at `offset` failed verification (`reason`) and is sent again; `count` is the
     /// number of retries of this upload so far.
-    public static func retry(name: String, offset: UInt64, reason: String, count: Int, client: Int?, upload: String)
+    public static func retry(
+        name: String,
+        offset: UInt64,
+        reason: String,
+        count: Int,
+        client: Int?,
+        upload: String
+    )
         -> Event
     {
         Event(
@@ -266,6 +277,9 @@ extension Event {
 
     /// The answer to `{"cmd":"clients"}`: `count` and `clients`, an array of objects.
     public static func clients(count: Int, listJSON: String, ref: String?) -> Event {
-        Event(.clients, [("count", .int(Int64(count))), ("clients", .raw(listJSON)), ("ref", ref.map(JSONScalar.string))])
+        Event(
+            .clients,
+            [("count", .int(Int64(count))), ("clients", .raw(listJSON)), ("ref", ref.map(JSONScalar.string))]
+        )
     }
 }

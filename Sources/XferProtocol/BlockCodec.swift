@@ -84,7 +84,11 @@ public final class BlockCodec: @unchecked Sendable {
     /// Encodes `raw` for the wire: zlib when the level allows it, the block looks compressible and the result is
     /// smaller; raw otherwise. Appends the payload to `out` and returns the encoding used.
     /// `knownCompressible` skips the sampling when the caller has just done it.
-    public func encode(_ raw: UnsafeRawBufferPointer, into out: inout ByteBuffer, knownCompressible: Bool = false)
+    public func encode(
+        _ raw: UnsafeRawBufferPointer,
+        into out: inout ByteBuffer,
+        knownCompressible: Bool = false
+    )
         -> BlockEncoding
     {
         if self.level > 0 && (knownCompressible || self.looksCompressible(raw)) {
@@ -92,7 +96,9 @@ public final class BlockCodec: @unchecked Sendable {
             let bound = Int(deflateBound(&self.deflater, uLong(raw.count)))
             let written = out.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { target -> Int in
                 deflateReset(&self.deflater)
-                self.deflater.next_in = UnsafeMutablePointer(mutating: raw.baseAddress!.assumingMemoryBound(to: Bytef.self))
+                self.deflater.next_in = UnsafeMutablePointer(
+                    mutating: raw.baseAddress!.assumingMemoryBound(to: Bytef.self)
+                )
                 self.deflater.avail_in = uInt(raw.count)
                 self.deflater.next_out = target.baseAddress!.assumingMemoryBound(to: Bytef.self)
                 self.deflater.avail_out = uInt(target.count)

@@ -49,7 +49,8 @@ public enum SafeFileName {
 
     static func splitExtension(_ name: String) -> (String, String) {
         // Treat common double extensions as one, so that `x.tar.gz` stays a `.tar.gz`.
-        for double in [".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst"] where name.hasSuffix(double) && name.count > double.count {
+        for double in [".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst"]
+        where name.hasSuffix(double) && name.count > double.count {
             return (String(name.dropLast(double.count)), double)
         }
         if let dot = name.lastIndex(of: "."), dot != name.startIndex {

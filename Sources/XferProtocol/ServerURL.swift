@@ -43,9 +43,16 @@ public struct ServerURL: Sendable, Equatable, CustomStringConvertible {
             }
             host = authority[authority.index(after: authority.startIndex)..<close]
             let after = authority[authority.index(after: close)...]
-            if after.hasPrefix(":") { portText = after.dropFirst() } else if !after.isEmpty {
+            if after.hasPrefix(":") {
+                portText = after.dropFirst()
+            } else if !after.isEmpty {
                 throw XferError(.usage, "server URL \"\(text)\" has text after the IPv6 address: write ws://[::1]:8000")
             }
+        } else if authority.filter({ $0 == ":" }).count > 1 {
+            throw XferError(
+                .usage,
+                "server URL \"\(text)\" looks like an IPv6 address: put it in brackets, ws://[::1]:8000"
+            )
         } else if let colon = authority.lastIndex(of: ":") {
             host = authority[..<colon]
             portText = authority[authority.index(after: colon)...]
@@ -53,7 +60,10 @@ public struct ServerURL: Sendable, Equatable, CustomStringConvertible {
             host = authority
         }
         guard !host.isEmpty else {
-            throw XferError(.usage, "server URL \"\(text)\" has no host: write ws://HOST:PORT, e.g. ws://127.0.0.1:8000")
+            throw XferError(
+                .usage,
+                "server URL \"\(text)\" has no host: write ws://HOST:PORT, e.g. ws://127.0.0.1:8000"
+            )
         }
         if let portText {
             guard let port = Int(portText), (1...65535).contains(port) else {

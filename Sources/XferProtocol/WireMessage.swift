@@ -254,7 +254,9 @@ public enum WireMessage: Equatable, Sendable {
         case .ack:
             guard let first = buffer.readInteger(as: UInt64.self), let last = buffer.readInteger(as: UInt64.self)
             else { throw truncated("ack") }
-            guard first <= last, first > 0 else { throw XferError(.protocolError, "ack range \(first)...\(last) is empty") }
+            guard first <= last, first > 0 else {
+                throw XferError(.protocolError, "ack range \(first)...\(last) is empty")
+            }
             message = .ack(first: first, last: last)
         case .deliver:
             guard let seq = buffer.readInteger(as: UInt64.self) else { throw truncated("deliver") }
@@ -276,7 +278,9 @@ public enum WireMessage: Equatable, Sendable {
                 throw XferError(.protocolError, "block at offset \(offset) has unknown encoding \(encodingByte)")
             }
             let payload = buffer.readSlice(length: buffer.readableBytes)!
-            message = .block(Block(offset: offset, rawLength: rawLength, crc32: crc, encoding: encoding, payload: payload))
+            message = .block(
+                Block(offset: offset, rawLength: rawLength, crc32: crc, encoding: encoding, payload: payload)
+            )
         case .blockAck:
             guard let offset = buffer.readInteger(as: UInt64.self) else { throw truncated("block_ack") }
             message = .blockAck(offset: offset)
@@ -308,7 +312,9 @@ public enum WireMessage: Equatable, Sendable {
         var string = string
         let count = string.withUTF8 { min($0.count, Int(UInt16.max)) }
         buffer.writeInteger(UInt16(count))
-        _ = string.withUTF8 { buffer.writeBytes(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer($0)[0..<count])) }
+        _ = string.withUTF8 {
+            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer($0)[0..<count]))
+        }
     }
 
     private static func readShortString(_ buffer: inout ByteBuffer, what: String) throws(XferError) -> String {
@@ -348,7 +354,10 @@ public enum WireMessage: Equatable, Sendable {
             let key = try readShortString(&buffer, what: "handshake")
             let value = try readShortString(&buffer, what: "handshake")
             guard key.utf8.count <= limits.maxFieldLength, value.utf8.count <= limits.maxFieldLength else {
-                throw XferError(.protocolError, "handshake field \"\(key.prefix(32))\" is longer than \(limits.maxFieldLength) bytes")
+                throw XferError(
+                    .protocolError,
+                    "handshake field \"\(key.prefix(32))\" is longer than \(limits.maxFieldLength) bytes"
+                )
             }
             fields[key] = value
         }

@@ -103,7 +103,8 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
             self.write(WebSocketFrame(fin: true, opcode: .ping, maskKey: .random(), data: buffer), flush: true)
             self.schedulePing()
         case .timedOut(let silent):
-            self.failure = self.failure
+            self.failure =
+                self.failure
                 ?? XferError(
                     .timeout,
                     "no frame from \(self.configuration.server) for \(Int(Double(silent) / 1e9)) s (ping timeout \(self.configuration.pingTimeout) s)"
@@ -157,7 +158,10 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
                 self.fragments = fragments
             }
         case .ping:
-            self.write(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData), flush: false)
+            self.write(
+                WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData),
+                flush: false
+            )
         case .pong:
             if let rtt = Heartbeat.roundTrip(pongPayload: frame.unmaskedData.readableBytesView, now: Monotonic.now()) {
                 self.appendEvent(.ping(rttMs: Double(rtt) / 1e6, client: nil))
@@ -191,7 +195,9 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
             if let code { body.writeInteger(code) }
             self.closing = (nil, true)
             context.writeAndFlush(
-                self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: body))
+                self.wrapOutboundOut(
+                    WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: body)
+                )
             ).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         default:
             self.fail(XferError(.protocolError, "server sent unknown opcode \(frame.opcode)"))
@@ -202,7 +208,9 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
         guard let connection = self.connection else { return }
         if opcode == .text {
             let text = data.withUnsafeReadableBytes { String(validating: $0.bindMemory(to: UInt8.self), as: UTF8.self) }
-            guard let text else { return self.fail(XferError(.invalidUTF8, "server sent a text frame that is not UTF-8")) }
+            guard let text else {
+                return self.fail(XferError(.invalidUTF8, "server sent a text frame that is not UTF-8"))
+            }
             self.role.receivedText(text, connection: connection)
             return
         }
@@ -217,7 +225,12 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
             guard !self.welcomed else { return self.fail(XferError(.protocolError, "server sent welcome twice")) }
             self.welcomed = true
             self.welcomeTimer?.cancel()
-            self.appendEvent(.connectedToServer(server: self.configuration.server.description, client: fields["client"].flatMap { Int($0) }))
+            self.appendEvent(
+                .connectedToServer(
+                    server: self.configuration.server.description,
+                    client: fields["client"].flatMap { Int($0) }
+                )
+            )
             self.role.started(connection: connection, welcome: fields)
         case .error(let code, let text):
             // Reported once, by the command, when the session ends.
@@ -291,10 +304,17 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
             result = .finished
             reason = "closed"
         } else {
-            let error = self.failure
-                ?? XferError(.connectionLost, "connection to \(self.configuration.server) dropped without a close frame")
+            let error =
+                self.failure
+                ?? XferError(
+                    .connectionLost,
+                    "connection to \(self.configuration.server) dropped without a close frame"
+                )
             result = .failed(error, afterWelcome: self.welcomed)
-            reason = self.disconnectReason ?? (self.closeCode == nil ? "error" : (self.closing?.error == nil && self.closeCode == 1000 ? "closed" : "error"))
+            reason =
+                self.disconnectReason
+                ?? (self.closeCode == nil
+                    ? "error" : (self.closing?.error == nil && self.closeCode == 1000 ? "closed" : "error"))
         }
         self.appendEvent(.disconnected(reason: reason, code: self.closeCode.map(Int.init), client: nil))
         self.flushEvents()

@@ -192,7 +192,13 @@ public final class ClientRegistry: Sendable {
         }
     }
 
-    private func relay(_ text: String, from: String, toAddress key: String, state: inout State, now: UInt64)
+    private func relay(
+        _ text: String,
+        from: String,
+        toAddress key: String,
+        state: inout State,
+        now: UInt64
+    )
         -> RelayResult
     {
         guard var address = state.addresses[key] else { return RelayResult(delivered: 0, held: 0) }

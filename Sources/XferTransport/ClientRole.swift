@@ -61,7 +61,12 @@ public final class ClientConnection {
     /// Writes a control message.
     public func writeControl(_ message: WireMessage) {
         self.handler.write(
-            WebSocketFrame(fin: true, opcode: .binary, maskKey: .random(), data: message.encoded(allocator: self.allocator)),
+            WebSocketFrame(
+                fin: true,
+                opcode: .binary,
+                maskKey: .random(),
+                data: message.encoded(allocator: self.allocator)
+            ),
             flush: false
         )
     }

@@ -40,7 +40,10 @@ public final class LineSource: @unchecked Sendable {
 
     /// The next items available now (up to `max`), whether the input ended after them, and any read error.
     /// When nothing is available and the input has not ended, `wake` is called once more arrives.
-    public func take(max: Int, wake: @escaping @Sendable () -> Void) -> (items: [LineItem], ended: Bool, error: XferError?) {
+    public func take(
+        max: Int,
+        wake: @escaping @Sendable () -> Void
+    ) -> (items: [LineItem], ended: Bool, error: XferError?) {
         self.condition.lock()
         defer { self.condition.unlock() }
         let available = self.queue.count - self.head

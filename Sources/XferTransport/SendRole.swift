@@ -99,7 +99,9 @@ public final class SendRole: ClientRole {
         switch message {
         case .ack(let first, let last):
             guard case .answered(_, _, let times) = self.window.answerReceived(first: first, last: last) else {
-                return connection.finish(XferError(.protocolError, "server acknowledged messages \(first)...\(last) out of order"))
+                return connection.finish(
+                    XferError(.protocolError, "server acknowledged messages \(first)...\(last) out of order")
+                )
             }
             for (offset, sentAt) in times.enumerated() {
                 connection.emit(
@@ -120,8 +122,12 @@ public final class SendRole: ClientRole {
             }
             if !status.ok {
                 self.rejected += 1
-                self.firstProblem = self.firstProblem
-                    ?? XferError(XferError.Code(rawValue: status.code.isEmpty ? "rejected" : status.code), status.reason)
+                self.firstProblem =
+                    self.firstProblem
+                    ?? XferError(
+                        XferError.Code(rawValue: status.code.isEmpty ? "rejected" : status.code),
+                        status.reason
+                    )
             }
             connection.emit(
                 .sendStatus(

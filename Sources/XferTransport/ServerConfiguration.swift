@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Everything `xfer serve` can be told, with the defaults documented in xfer(1).
 public struct ServerConfiguration: Sendable {
     /// Address to bind; `127.0.0.1` by default so that a server is not exposed by accident.
@@ -57,5 +59,3 @@ public struct ServerConfiguration: Sendable {
     /// The largest WebSocket frame the decoder accepts: a whole text message plus header room.
     var maxFrameSize: Int { max(self.maxTextBytes, UploadReceiver.maxBlockSize) + 64 }
 }
-
-import NIOCore

@@ -53,7 +53,13 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private var registered = false
     private var endReason: (reason: String, code: UInt16?, message: String?)?
 
-    init(mode: ServerConnectionStateMachine.Mode, server: ServerContext, clientID: Int, peer: String, handshakeDeadline: NIODeadline) {
+    init(
+        mode: ServerConnectionStateMachine.Mode,
+        server: ServerContext,
+        clientID: Int,
+        peer: String,
+        handshakeDeadline: NIODeadline
+    ) {
         self.machine = ServerConnectionStateMachine(mode: mode)
         self.server = server
         self.clientID = clientID
@@ -100,7 +106,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         case .sendPing(let payload):
             var buffer = context.channel.allocator.buffer(capacity: 8)
             buffer.writeBytes(payload)
-            context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: buffer)), promise: nil)
+            context.writeAndFlush(
+                self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: buffer)),
+                promise: nil
+            )
             self.schedulePing()
         case .timedOut(let silent):
             let seconds = Double(silent) / 1e9
@@ -447,7 +456,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 json.append(UInt8(ascii: "}"))
                 var buffer = context.channel.allocator.buffer(capacity: json.count)
                 buffer.writeBytes(json)
-                context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
+                context.write(
+                    self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)),
+                    promise: nil
+                )
             }
         }
         if self.endReason == nil {
@@ -458,7 +470,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         body.writeInteger(closeCode)
         // RFC 6455 section 5.5: a control frame's payload is at most 125 bytes.
         body.writeString(String(decoding: (message ?? "").utf8.prefix(100), as: UTF8.self))
-        context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: body)), promise: nil)
+        context.write(
+            self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: body)),
+            promise: nil
+        )
         self.flushPending()
         context.flush()
         self.closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) {
@@ -481,7 +496,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             // WebSocketProtocolErrorHandler has already sent the close frame (RFC 6455 section 7.1.7).
             let code: UInt16 = wsError == .invalidFrameLength ? 1009 : 1002
             let errorCode: XferError.Code = code == 1009 ? .messageTooLarge : .protocolError
-            let message = code == 1009
+            let message =
+                code == 1009
                 ? "frame larger than the server's limit of \(self.server.configuration.maxFrameSize) bytes"
                 : "WebSocket protocol error: \(wsError)"
             if self.endReason == nil {
@@ -506,7 +522,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         }
         if self.registered || self.endReason != nil {
             self.appendEvent(
-                .disconnected(reason: end.reason, code: end.code.map(Int.init), client: self.clientID, message: end.message)
+                .disconnected(
+                    reason: end.reason,
+                    code: end.code.map(Int.init),
+                    client: self.clientID,
+                    message: end.message
+                )
             )
         }
         self.flushPending()

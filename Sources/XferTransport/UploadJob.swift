@@ -90,7 +90,14 @@ public final class UploadJob: @unchecked Sendable {
     public private(set) var rawBytesSent: UInt64 = 0
 
     /// A job uploading `source` as `name`.
-    public init(source: UploadSource, name: String, settings: UploadSettings, loop: EventLoop, sink: EventSink, showProgress: Bool) {
+    public init(
+        source: UploadSource,
+        name: String,
+        settings: UploadSettings,
+        loop: EventLoop,
+        sink: EventSink,
+        showProgress: Bool
+    ) {
         self.source = source
         self.name = name
         self.id = source.uploadID(savedAs: name)
@@ -178,7 +185,10 @@ public final class UploadJob: @unchecked Sendable {
             self.ackedOffset = offset
         } else if offset > self.nextSendOffset && self.source.isSeekable == false {
             return connection.finish(
-                XferError(.protocolError, "server claims \(offset) bytes of a stream that sent only \(self.nextSendOffset)")
+                XferError(
+                    .protocolError,
+                    "server claims \(offset) bytes of a stream that sent only \(self.nextSendOffset)"
+                )
             )
         } else if self.source.isSeekable {
             // Jump: the server has a different amount (a previous run, or it lost data). Re-read from there and
@@ -213,7 +223,8 @@ public final class UploadJob: @unchecked Sendable {
             while position < offset {
                 let count = Int(min(UInt64(1 << 20), offset - position))
                 var chunk = [UInt8](repeating: 0, count: count)
-                let got = (try? chunk.withUnsafeMutableBytes { try source.read(at: position, count: count, into: $0) }) ?? 0
+                let got =
+                    (try? chunk.withUnsafeMutableBytes { try source.read(at: position, count: count, into: $0) }) ?? 0
                 guard got == count else { break }
                 let hashed = chunk
                 hashQueue.async { hashed.withUnsafeBytes { hashState.hasher.update(bufferPointer: $0) } }
@@ -226,7 +237,12 @@ public final class UploadJob: @unchecked Sendable {
     private func acknowledged(upTo offset: UInt64) {
         guard offset > self.ackedOffset, offset <= self.nextSendOffset else {
             if offset > self.nextSendOffset {
-                self.connection?.finish(XferError(.protocolError, "server acknowledged \(offset) bytes, only \(self.nextSendOffset) were sent"))
+                self.connection?.finish(
+                    XferError(
+                        .protocolError,
+                        "server acknowledged \(offset) bytes, only \(self.nextSendOffset) were sent"
+                    )
+                )
             }
             return
         }
@@ -241,7 +257,9 @@ public final class UploadJob: @unchecked Sendable {
     private func rejected(at offset: UInt64, reason: String) {
         guard let index = self.inFlight.firstIndex(where: { $0.offset == offset }) else { return }
         self.retries += 1
-        self.sink.emit(.retry(name: self.name, offset: offset, reason: reason, count: self.retries, client: nil, upload: self.id))
+        self.sink.emit(
+            .retry(name: self.name, offset: offset, reason: reason, count: self.retries, client: nil, upload: self.id)
+        )
         for block in self.inFlight[index...] {
             self.ready[block.offset] = block
         }
@@ -255,7 +273,10 @@ public final class UploadJob: @unchecked Sendable {
             return connection.finish(XferError(.protocolError, "server saved the upload before it was finished"))
         }
         guard sha == digest, size == self.endOffset else {
-            self.fatalError = XferError(.integrityFailed, "server saved \(size) bytes with SHA-256 \(Hex.encode(sha)), expected \(Hex.encode(digest))")
+            self.fatalError = XferError(
+                .integrityFailed,
+                "server saved \(size) bytes with SHA-256 \(Hex.encode(sha)), expected \(Hex.encode(digest))"
+            )
             return connection.finish(self.fatalError)
         }
         self.savedName = name
@@ -332,7 +353,8 @@ public final class UploadJob: @unchecked Sendable {
             frame.moveReaderIndex(forwardBy: headerSize)
             let count: Int
             do {
-                count = try frame.writeWithUnsafeMutableBytes(minimumWritableBytes: blockSize) { target throws(XferError) in
+                count = try frame.writeWithUnsafeMutableBytes(minimumWritableBytes: blockSize) {
+                    target throws(XferError) in
                     try source.read(at: offset, count: expected ?? blockSize, into: target)
                 }
             } catch {
@@ -363,7 +385,13 @@ public final class UploadJob: @unchecked Sendable {
                 frame.moveReaderIndex(to: 0)
                 var header = ByteBufferAllocator().buffer(capacity: headerSize)
                 WireMessage.writeBlockHeader(
-                    WireMessage.Block(offset: offset, rawLength: UInt32(count), crc32: crc, encoding: .raw, payload: ByteBuffer()),
+                    WireMessage.Block(
+                        offset: offset,
+                        rawLength: UInt32(count),
+                        crc32: crc,
+                        encoding: .raw,
+                        payload: ByteBuffer()
+                    ),
                     into: &header
                 )
                 frame.setBuffer(header, at: 0)
@@ -376,7 +404,13 @@ public final class UploadJob: @unchecked Sendable {
             hashQueue.async { raw.withUnsafeReadableBytes { hashState.hasher.update(bufferPointer: $0) } }
             encodeQueue.async {
                 var out = ByteBufferAllocator().buffer(capacity: headerSize + count / 2)
-                let header = WireMessage.Block(offset: offset, rawLength: UInt32(count), crc32: crc, encoding: .zlib, payload: ByteBuffer())
+                let header = WireMessage.Block(
+                    offset: offset,
+                    rawLength: UInt32(count),
+                    crc32: crc,
+                    encoding: .zlib,
+                    payload: ByteBuffer()
+                )
                 WireMessage.writeBlockHeader(header, into: &out)
                 let encoding = raw.withUnsafeReadableBytes { codec.encode($0, into: &out, knownCompressible: true) }
                 out.setInteger(encoding.rawValue, at: out.readerIndex + headerSize - 1)
@@ -417,7 +451,15 @@ public final class UploadJob: @unchecked Sendable {
         let now = Monotonic.now()
         guard force || now - self.lastProgress >= 250_000_000 else { return }
         self.lastProgress = now
-        self.sink.emit(.progress(name: self.name, bytes: bytes, total: self.endOffset ?? self.source.size, client: nil, upload: self.id))
+        self.sink.emit(
+            .progress(
+                name: self.name,
+                bytes: bytes,
+                total: self.endOffset ?? self.source.size,
+                client: nil,
+                upload: self.id
+            )
+        )
         self.progressBar?.update(bytes: bytes)
     }
 }

@@ -151,7 +151,10 @@ final class UploadReceiver: @unchecked Sendable {
 
     private func offerReceived(_ fields: [String: String]) {
         guard let id = fields["upload"], id.utf8.count >= 16, id.utf8.count <= 64,
-            id.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) })
+            id.utf8.allSatisfy({
+                (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)
+                    || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0)
+            })
         else {
             return self.fail(.protocolError, "offer needs an upload id of 16-64 lowercase hex digits")
         }
@@ -231,7 +234,10 @@ final class UploadReceiver: @unchecked Sendable {
             return self.fail(.protocolError, "block at offset \(block.offset) arrived, \(expected) was expected")
         }
         guard block.rawLength > 0, Int(block.rawLength) <= offer.blockSize else {
-            return self.fail(.protocolError, "block at \(block.offset) declares \(block.rawLength) bytes; blocks are at most \(offer.blockSize)")
+            return self.fail(
+                .protocolError,
+                "block at \(block.offset) declares \(block.rawLength) bytes; blocks are at most \(offer.blockSize)"
+            )
         }
         let end = expected + UInt64(block.rawLength)
         if let size = offer.size, end > size {
@@ -276,7 +282,12 @@ final class UploadReceiver: @unchecked Sendable {
             work.scratch.clear()
             do {
                 try block.payload.withUnsafeReadableBytes { payload throws(XferError) in
-                    try work.codec.decode(payload, encoding: block.encoding, rawLength: Int(block.rawLength), into: &work.scratch)
+                    try work.codec.decode(
+                        payload,
+                        encoding: block.encoding,
+                        rawLength: Int(block.rawLength),
+                        into: &work.scratch
+                    )
                 }
             } catch {
                 return .corrupt(error.message)
@@ -322,7 +333,16 @@ final class UploadReceiver: @unchecked Sendable {
             let count = (self.retries[block.offset] ?? 0) + 1
             self.retries[block.offset] = count
             self.totalRetries += 1
-            self.emit(.retry(name: offer.name, offset: block.offset, reason: reason, count: self.totalRetries, client: self.clientID, upload: offer.id))
+            self.emit(
+                .retry(
+                    name: offer.name,
+                    offset: block.offset,
+                    reason: reason,
+                    count: self.totalRetries,
+                    client: self.clientID,
+                    upload: offer.id
+                )
+            )
             guard count <= Self.maxRetriesPerBlock else {
                 return self.fail(
                     .checksumFailed,

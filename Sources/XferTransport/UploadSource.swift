@@ -78,7 +78,8 @@ public final class UploadSource: @unchecked Sendable {
 
     /// Reads up to `count` bytes at `offset` (files) or the next `count` bytes (streams) into `buffer`; fewer only
     /// at the end. Blocking.
-    public func read(at offset: UInt64, count: Int, into buffer: UnsafeMutableRawBufferPointer) throws(XferError) -> Int {
+    public func read(at offset: UInt64, count: Int, into buffer: UnsafeMutableRawBufferPointer) throws(XferError) -> Int
+    {
         var filled = 0
         while filled < count {
             let result: Int
@@ -89,7 +90,10 @@ public final class UploadSource: @unchecked Sendable {
             }
             if result < 0 {
                 if errno == EINTR { continue }
-                throw XferError(.inputUnreadable, "cannot read \(self.displayName): \(String(cString: strerror(errno)))")
+                throw XferError(
+                    .inputUnreadable,
+                    "cannot read \(self.displayName): \(String(cString: strerror(errno)))"
+                )
             }
             if result == 0 { break }
             filled += result

@@ -141,7 +141,10 @@ public final class LocalUploadStore: UploadStore {
     static func storageError(_ code: Int32, _ what: String) -> XferError {
         let reason = String(cString: strerror(code))
         if code == ENOSPC || code == EDQUOT {
-            return XferError(.diskFull, "cannot \(what): \(reason); free space on the server and run the upload again to resume")
+            return XferError(
+                .diskFull,
+                "cannot \(what): \(reason); free space on the server and run the upload again to resume"
+            )
         }
         return XferError(.storageFailed, "cannot \(what): \(reason); check the server's --dir")
     }
@@ -276,7 +279,10 @@ final class LocalPartialUpload: PartialUpload {
                 throw LocalUploadStore.storageError(errno, "save \(name)")
             }
         }
-        throw XferError(.storageFailed, "10000 files named like \(self.offer.name) exist already; clean up the server's --dir")
+        throw XferError(
+            .storageFailed,
+            "10000 files named like \(self.offer.name) exist already; clean up the server's --dir"
+        )
     }
 
     func close() {

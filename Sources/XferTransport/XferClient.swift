@@ -68,7 +68,9 @@ public enum XferClient {
                         withClientUpgrade: (
                             upgraders: [upgrader],
                             completionHandler: { context in
-                                if let handler = try? context.pipeline.syncOperations.handler(type: UpgradeRequestHandler.self) {
+                                if let handler = try? context.pipeline.syncOperations.handler(
+                                    type: UpgradeRequestHandler.self
+                                ) {
                                     context.pipeline.syncOperations.removeHandler(handler, promise: nil)
                                 }
                             }
@@ -136,7 +138,12 @@ final class UpgradeRequestHandler: ChannelInboundHandler, RemovableChannelHandle
         if let token = self.configuration.token {
             headers.add(name: "Authorization", value: "Bearer \(token)")
         }
-        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: self.configuration.server.path, headers: headers)
+        let head = HTTPRequestHead(
+            version: .http1_1,
+            method: .GET,
+            uri: self.configuration.server.path,
+            headers: headers
+        )
         context.write(self.wrapOutboundOut(.head(head)), promise: nil)
         context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
         context.fireChannelActive()
@@ -154,7 +161,10 @@ final class UpgradeRequestHandler: ChannelInboundHandler, RemovableChannelHandle
             let error: XferError
             switch status {
             case .unauthorized, .forbidden:
-                error = XferError(.unauthorized, detail ?? "\(self.configuration.server) refused the token: check --token or XFER_TOKEN")
+                error = XferError(
+                    .unauthorized,
+                    detail ?? "\(self.configuration.server) refused the token: check --token or XFER_TOKEN"
+                )
             case .serviceUnavailable:
                 error = XferError(.serverFull, detail ?? "\(self.configuration.server) is full; try again later")
             default:

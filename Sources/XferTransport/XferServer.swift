@@ -15,7 +15,11 @@ public final class XferServer: Sendable {
     private let channelBox = Mutex<Channel?>(nil)
 
     /// A server with `configuration`, writing events to `sink`.
-    public init(configuration: ServerConfiguration, sink: FileDescriptorSink, registry: ClientRegistry = ClientRegistry()) {
+    public init(
+        configuration: ServerConfiguration,
+        sink: FileDescriptorSink,
+        registry: ClientRegistry = ClientRegistry()
+    ) {
         self.context = ServerContext(
             configuration: configuration,
             registry: registry,
@@ -71,7 +75,8 @@ public final class XferServer: Sendable {
                 let removed = store.removeStalePartials(olderThan: ttl)
                 if removed > 0 {
                     // Housekeeping, not an event: a note for the operator on stderr.
-                    let note = "xfer: removed \(removed) partial upload(s) idle for over \(ttl / 86400) days (--keep-partial)\n"
+                    let note =
+                        "xfer: removed \(removed) partial upload(s) idle for over \(ttl / 86400) days (--keep-partial)\n"
                     FileHandle.standardError.write(Data(note.utf8))
                 }
             }
@@ -91,7 +96,10 @@ public final class XferServer: Sendable {
         let deadline = NIODeadline.now() + .nanoseconds(Int64(grace * 1e9))
         for channel in channels {
             let remaining = deadline - NIODeadline.now()
-            if remaining <= .zero { channel.close(promise: nil); continue }
+            if remaining <= .zero {
+                channel.close(promise: nil)
+                continue
+            }
             let closed = channel.closeFuture
             let timer = channel.eventLoop.scheduleTask(in: remaining) { channel.close(promise: nil) }
             try? await closed.get()
@@ -256,17 +264,20 @@ final class HTTPFallbackHandler: ChannelInboundHandler, RemovableChannelHandler 
         let body: String
         if case .refuse(let refusedStatus, let message) = self.slot.refusal {
             status = refusedStatus
-            body = #"{"ok":false,"code":"\#(refusedStatus == .unauthorized ? "unauthorized" : "server_full")","message":"\#(message)"}"#
+            body =
+                #"{"ok":false,"code":"\#(refusedStatus == .unauthorized ? "unauthorized" : "server_full")","message":"\#(message)"}"#
         } else if head.method == .GET, head.uri == "/health" || head.uri.hasPrefix("/health?") {
             status = .ok
             body =
                 #"{"ok":true,"status":"ok","version":"\#(XferVersion.current)","clients":\#(self.server.registry.count)}"#
         } else if head.headers[canonicalForm: "upgrade"].isEmpty == false {
             status = .badRequest
-            body = #"{"ok":false,"code":"protocol_error","message":"malformed WebSocket upgrade request (RFC 6455 section 4.1)"}"#
+            body =
+                #"{"ok":false,"code":"protocol_error","message":"malformed WebSocket upgrade request (RFC 6455 section 4.1)"}"#
         } else {
             status = .upgradeRequired
-            body = #"{"ok":false,"code":"protocol_error","message":"this is an xfer WebSocket server: connect with xfer or a WebSocket client; GET /health for a health check"}"#
+            body =
+                #"{"ok":false,"code":"protocol_error","message":"this is an xfer WebSocket server: connect with xfer or a WebSocket client; GET /health for a health check"}"#
         }
         self.slot.refusal = nil
         var headers = HTTPHeaders()
@@ -274,7 +285,10 @@ final class HTTPFallbackHandler: ChannelInboundHandler, RemovableChannelHandler 
         headers.add(name: "Content-Length", value: String(body.utf8.count + 1))
         headers.add(name: "Connection", value: status == .ok ? "keep-alive" : "close")
         if status == .upgradeRequired { headers.add(name: "Upgrade", value: "websocket") }
-        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        context.write(
+            self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
+            promise: nil
+        )
         var buffer = context.channel.allocator.buffer(capacity: body.utf8.count + 1)
         buffer.writeString(body + "\n")
         context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)

@@ -67,7 +67,10 @@ struct HeartbeatOptions: ParsableArguments {
 
     @Option(
         name: .long,
-        help: ArgumentHelp("Seconds without any frame from the peer before it is considered gone.", valueName: "seconds")
+        help: ArgumentHelp(
+            "Seconds without any frame from the peer before it is considered gone.",
+            valueName: "seconds"
+        )
     )
     var pingTimeout: Double = 60
 

@@ -28,7 +28,10 @@ struct ListenCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Exit (status 69) instead of reconnecting after a lost connection.")
     var noReconnect = false
 
-    @Option(name: .long, help: ArgumentHelp("Longest wait between reconnection attempts, in seconds.", valueName: "seconds"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Longest wait between reconnection attempts, in seconds.", valueName: "seconds")
+    )
     var maxBackoff: Double = 30
 
     func validate() throws {

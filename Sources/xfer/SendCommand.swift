@@ -36,7 +36,9 @@ struct SendCommand: AsyncParsableCommand {
             throw ValidationError("use either --to NAME or --all, not both")
         }
         if let to = self.to, !ServerConnectionStateMachine.isValidName(to) {
-            throw ValidationError("--to \"\(to)\" is not a valid listener name: use letters, digits, '.', '_', '-', '@'")
+            throw ValidationError(
+                "--to \"\(to)\" is not a valid listener name: use letters, digits, '.', '_', '-', '@'"
+            )
         }
         guard self.window >= 1, self.window <= 1_000_000 else {
             throw ValidationError("--window must be between 1 and 1000000")

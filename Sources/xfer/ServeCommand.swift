@@ -18,10 +18,16 @@ struct ServeCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(name: .long, help: ArgumentHelp("Address to listen on; 0.0.0.0 or :: for all interfaces.", valueName: "host"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Address to listen on; 0.0.0.0 or :: for all interfaces.", valueName: "host")
+    )
     var host: String = "127.0.0.1"
 
-    @Option(name: .long, help: ArgumentHelp("Port to listen on; 0 picks a free port (see the listening event).", valueName: "port"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Port to listen on; 0 picks a free port (see the listening event).", valueName: "port")
+    )
     var port: Int = 8000
 
     @Option(name: .long, help: ArgumentHelp("Directory for received files; created if missing.", valueName: "dir"))
@@ -35,15 +41,24 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Most simultaneous connections; more get HTTP 503.", valueName: "n"))
     var maxConnections: Int = 10_000
 
-    @Option(name: .long, help: ArgumentHelp("Largest text message in bytes; larger ones close with 1009.", valueName: "bytes"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Largest text message in bytes; larger ones close with 1009.", valueName: "bytes")
+    )
     var maxTextBytes: Int = 1 << 20
 
-    @Option(name: .long, help: ArgumentHelp("Seconds a client has from connecting to sending a valid timezone.", valueName: "seconds"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Seconds a client has from connecting to sending a valid timezone.", valueName: "seconds")
+    )
     var handshakeTimeout: Double = 10
 
     @Option(
         name: .long,
-        help: ArgumentHelp("Seconds texts for a listener name are held while its listeners reconnect.", valueName: "seconds")
+        help: ArgumentHelp(
+            "Seconds texts for a listener name are held while its listeners reconnect.",
+            valueName: "seconds"
+        )
     )
     var holdSeconds: Double = 60
 
@@ -52,11 +67,17 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(
         name: .long,
-        help: ArgumentHelp("Largest upload accepted, in bytes; suffixes K, M, G, T (powers of 1024).", valueName: "size")
+        help: ArgumentHelp(
+            "Largest upload accepted, in bytes; suffixes K, M, G, T (powers of 1024).",
+            valueName: "size"
+        )
     )
     var maxFileSize: String = "1T"
 
-    @Option(name: .long, help: ArgumentHelp("Days a partial upload is kept for a resume after its last block.", valueName: "days"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Days a partial upload is kept for a resume after its last block.", valueName: "days")
+    )
     var keepPartial: Double = 7
 
     func validate() throws {

@@ -66,8 +66,11 @@ struct ServeStdinCommands: Sendable {
             guard let text = object["text"] as? String else {
                 return self.fail("broadcast needs \"text\": {\"cmd\":\"broadcast\",\"text\":\"...\"}", ref: ref)
             }
-            let result = self.registry.relay(text, from: "server", to: .allListeners) ?? RelayResult(delivered: 0, held: 0)
-            self.sink.emit(.sent(command: "broadcast", to: nil, delivered: result.delivered, held: result.held, ref: ref))
+            let result =
+                self.registry.relay(text, from: "server", to: .allListeners) ?? RelayResult(delivered: 0, held: 0)
+            self.sink.emit(
+                .sent(command: "broadcast", to: nil, delivered: result.delivered, held: result.held, ref: ref)
+            )
         case "clients":
             let clients = self.registry.listing()
             var json: [UInt8] = [UInt8(ascii: "[")]

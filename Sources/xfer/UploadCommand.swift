@@ -22,10 +22,19 @@ struct UploadCommand: AsyncParsableCommand {
 
     @OptionGroup var client: ClientOptions
 
-    @Option(name: .long, help: ArgumentHelp("Name to save a single FILE (or stdin) under on the server.", valueName: "name"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Name to save a single FILE (or stdin) under on the server.", valueName: "name")
+    )
     var name: String?
 
-    @Option(name: .long, help: ArgumentHelp("Reconnections after a lost connection before giving up (0: fail at once, exit 69).", valueName: "n"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Reconnections after a lost connection before giving up (0: fail at once, exit 69).",
+            valueName: "n"
+        )
+    )
     var retries: Int = 3
 
     @Option(name: .long, help: ArgumentHelp("zlib compression level, 0 (off) to 9.", valueName: "level"))
@@ -34,7 +43,13 @@ struct UploadCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Block size in KiB (4 to 16384).", valueName: "kib"))
     var blockSize: Int = 1024
 
-    @Option(name: .long, help: ArgumentHelp("Blocks in memory at once: the bound on memory and a stream's replay window.", valueName: "n"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Blocks in memory at once: the bound on memory and a stream's replay window.",
+            valueName: "n"
+        )
+    )
     var window: Int = 16
 
     @Argument(help: ArgumentHelp("Files to upload; - reads stdin (needs --name).", valueName: "file"))
@@ -46,14 +61,18 @@ struct UploadCommand: AsyncParsableCommand {
         }
         if self.files.contains("-") {
             guard self.files.count == 1 else { throw ValidationError("- (stdin) cannot be combined with other files") }
-            guard self.name != nil else { throw ValidationError("uploading stdin needs a name: xfer upload - --name NAME") }
+            guard self.name != nil else {
+                throw ValidationError("uploading stdin needs a name: xfer upload - --name NAME")
+            }
         }
         if self.name != nil && self.files.count > 1 {
             throw ValidationError("--name renames a single FILE; upload several files without it")
         }
         guard self.retries >= 0 else { throw ValidationError("--retries must be 0 or more") }
         guard (0...9).contains(self.level) else { throw ValidationError("--level must be between 0 and 9") }
-        guard (4...16384).contains(self.blockSize) else { throw ValidationError("--block-size must be between 4 and 16384 (KiB)") }
+        guard (4...16384).contains(self.blockSize) else {
+            throw ValidationError("--block-size must be between 4 and 16384 (KiB)")
+        }
         guard (1...1024).contains(self.window) else { throw ValidationError("--window must be between 1 and 1024") }
     }
 
@@ -118,7 +137,12 @@ struct UploadCommand: AsyncParsableCommand {
     }
 
     /// Runs `job` to the end, reconnecting with backoff; returns the error it ended with, if any.
-    private func upload(_ job: UploadJob, configuration: ClientConfiguration, group: EventLoopGroup, sink: EventSink) async -> XferError? {
+    private func upload(
+        _ job: UploadJob,
+        configuration: ClientConfiguration,
+        group: EventLoopGroup,
+        sink: EventSink
+    ) async -> XferError? {
         var backoff = Backoff(base: 0.5, cap: 10)
         var attempts = 0
         let retryable: Set<XferError.Code> = [
@@ -133,7 +157,8 @@ struct UploadCommand: AsyncParsableCommand {
             } catch {
                 return XferError(.internalError, "\(error)")
             }
-            let (saved, fatal, state) = (try? await job.loop.submit { (job.savedName, job.fatalError, job.summary) }.get()) ?? (nil, nil, nil)
+            let (saved, fatal, state) =
+                (try? await job.loop.submit { (job.savedName, job.fatalError, job.summary) }.get()) ?? (nil, nil, nil)
             if let saved, let state {
                 sink.emit(
                     .uploadStatus(
@@ -160,7 +185,10 @@ struct UploadCommand: AsyncParsableCommand {
             }
             guard retryable.contains(error.code), attempts < self.retries else {
                 if attempts > 0 && retryable.contains(error.code) {
-                    return XferError(error.code, "\(error.message) (gave up after \(attempts) retries; run the same command again to resume)")
+                    return XferError(
+                        error.code,
+                        "\(error.message) (gave up after \(attempts) retries; run the same command again to resume)"
+                    )
                 }
                 return error
             }

@@ -41,7 +41,10 @@ struct Xfer: AsyncParsableCommand {
                 var text = fullMessage(for: error)
                 if text.hasPrefix("Error: ") { text.removeFirst(7) }
                 FileDescriptorSink().emit(
-                    .error(code: XferError.Code.usage.rawValue, message: text.split(separator: "\n").first.map(String.init) ?? text)
+                    .error(
+                        code: XferError.Code.usage.rawValue,
+                        message: text.split(separator: "\n").first.map(String.init) ?? text
+                    )
                 )
             }
             exit(withError: error)

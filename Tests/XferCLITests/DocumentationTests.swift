@@ -19,7 +19,10 @@ struct DocumentationTests {
             environment: ["XFER": TestPaths.binary.path],
             timeout: 60
         )
-        #expect(result.status == 0, "examples/\(name) failed:\n\(result.lines.joined(separator: "\n"))\n\(result.stderr)")
+        #expect(
+            result.status == 0,
+            "examples/\(name) failed:\n\(result.lines.joined(separator: "\n"))\n\(result.stderr)"
+        )
     }
 
     @Test func examplesAreIndexed() throws {
@@ -40,7 +43,8 @@ struct DocumentationTests {
         #expect(!options.isEmpty)
         for option in options.sorted() where option != "help" {
             // mdoc writes options as `Fl -name` (a leading dash after Fl) or with an escaped \- form.
-            let found = page.contains("Fl \(option)") || page.contains("Fl -\(option)")
+            let found =
+                page.contains("Fl \(option)") || page.contains("Fl -\(option)")
                 || page.contains("\\-\\-\(option)") || page.contains("--\(option)")
             #expect(found, "man/xfer.1 does not document \(command) --\(option)")
         }

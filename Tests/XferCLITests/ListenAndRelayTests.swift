@@ -86,7 +86,9 @@ struct ListenAndRelayTests {
             arguments: ["python3", TestPaths.support("wspeer.py"), "wait", server.url, "UTC"]
         )
         try await plain.waitForEvent { $0["ready"] != nil }
-        let plainClient = try await server.process.waitForEvent { $0.event == "connected" && $0.string("role") == "plain" }
+        let plainClient = try await server.process.waitForEvent {
+            $0.event == "connected" && $0.string("role") == "plain"
+        }
         let plainID = try #require(plainClient.int("client"))
 
         server.process.writeStdin(#"{"cmd":"send","to":"ops","text":"for ops","ref":"r1"}"# + "\n")
@@ -154,7 +156,10 @@ struct ListenAndRelayTests {
 
     @Test func listenerDetectsAFrozenServerAndReconnects() async throws {
         let server = try await TestServer(["--ping-interval", "0.3", "--ping-timeout", "60"])
-        let listener = try await self.startListener(server, ["--name", "watch", "--ping-interval", "0.3", "--ping-timeout", "1.2"])
+        let listener = try await self.startListener(
+            server,
+            ["--name", "watch", "--ping-interval", "0.3", "--ping-timeout", "1.2"]
+        )
         // SIGSTOP keeps the TCP connection open but silent: a half-open peer from the listener's side.
         server.process.signal(SIGSTOP)
         let lost = try await listener.waitForEvent(timeout: 10) { $0.event == "disconnected" }

@@ -31,7 +31,10 @@ struct TextMessagingTests {
 
     @Test func stdinLinesAreMessagesIncludingEmptyOnes() async throws {
         let server = try await TestServer()
-        let result = try await runCommand(["send", "--server", server.url], stdin: "first\n\nthird\r\nlast-without-newline")
+        let result = try await runCommand(
+            ["send", "--server", server.url],
+            stdin: "first\n\nthird\r\nlast-without-newline"
+        )
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.events.filter { $0.event == "status" }.count == 4)
         let received = try await server.process.waitForEvents(count: 4) { $0.event == "text" }
@@ -47,9 +50,13 @@ struct TextMessagingTests {
         #expect(result.status == 0, "\(result.stderr)")
         let statuses = result.events.filter { $0.event == "status" }
         #expect(statuses.count == count)
-        #expect(statuses.enumerated().allSatisfy { $0.element.int("id") == $0.offset + 1 && $0.element.bool("ok") == true })
+        #expect(
+            statuses.enumerated().allSatisfy { $0.element.int("id") == $0.offset + 1 && $0.element.bool("ok") == true }
+        )
         let received = try await server.process.waitForEvents(count: count) { $0.event == "text" }
-        #expect(received.enumerated().allSatisfy { $0.element.string("text")?.hasPrefix("line \($0.offset + 1) ") == true })
+        #expect(
+            received.enumerated().allSatisfy { $0.element.string("text")?.hasPrefix("line \($0.offset + 1) ") == true }
+        )
         await server.stop()
     }
 
@@ -109,11 +116,17 @@ struct TextMessagingTests {
 
     @Test func healthCheckAnswersPlainHTTP() async throws {
         let server = try await TestServer()
-        let result = try await runCommand(["-s", "-i", "http://127.0.0.1:\(server.port)/health"], executable: "/usr/bin/curl")
+        let result = try await runCommand(
+            ["-s", "-i", "http://127.0.0.1:\(server.port)/health"],
+            executable: "/usr/bin/curl"
+        )
         let text = result.lines.joined(separator: "\n")
         #expect(text.hasPrefix("HTTP/1.1 200"))
         #expect(text.contains(#""ok":true"#))
-        let other = try await runCommand(["-s", "-o", "/dev/null", "-w", "%{http_code}\n", "http://127.0.0.1:\(server.port)/"], executable: "/usr/bin/curl")
+        let other = try await runCommand(
+            ["-s", "-o", "/dev/null", "-w", "%{http_code}\n", "http://127.0.0.1:\(server.port)/"],
+            executable: "/usr/bin/curl"
+        )
         #expect(other.lines.joined() == "426")
         await server.stop()
     }
@@ -149,7 +162,9 @@ func freePort() throws -> Int {
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     address.sin_port = 0
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
     _ = withUnsafeMutablePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
     }

@@ -61,7 +61,9 @@ struct UploadTests {
         #expect(saved.allSatisfy { $0.string("path")?.hasPrefix(server.directory.path + "/") == true })
         #expect(result.events.contains { $0.event == "progress" && $0.int("total") == 3_000_000 })
         // No partial data is left behind once everything is saved.
-        let partials = try FileManager.default.contentsOfDirectory(atPath: server.directory.appendingPathComponent(".xfer-partial").path)
+        let partials = try FileManager.default.contentsOfDirectory(
+            atPath: server.directory.appendingPathComponent(".xfer-partial").path
+        )
         #expect(partials.isEmpty)
         await server.stop()
         try await expectValidEvents(result.lines + server.process.lines)
@@ -118,7 +120,11 @@ struct UploadTests {
             #expect(Self.sameBytes(file, server.directory.appendingPathComponent(path)))
         }
         #expect(try String(contentsOf: victim, encoding: .utf8) == "precious")
-        #expect(!FileManager.default.fileExists(atPath: server.directory.deletingLastPathComponent().appendingPathComponent("escape.txt").path))
+        #expect(
+            !FileManager.default.fileExists(
+                atPath: server.directory.deletingLastPathComponent().appendingPathComponent("escape.txt").path
+            )
+        )
         let dotsOnly = try await xfer("upload", "--server", server.url, file.path, "--name", "..")
         #expect(dotsOnly.status == 65)
         #expect(dotsOnly.events.contains { $0.string("code") == "bad_name" })
@@ -194,7 +200,9 @@ struct UploadTests {
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.events.contains { $0.event == "retry" })
         #expect(Self.sameBytes(file, server.directory.appendingPathComponent("flip.bin")))
-        try await server.process.waitForEvent { $0.event == "retry" && $0.string("reason")?.contains("checksum") == true }
+        try await server.process.waitForEvent {
+            $0.event == "retry" && $0.string("reason")?.contains("checksum") == true
+        }
         proxy.signal(SIGTERM)
         await server.stop()
         try await expectValidEvents(result.lines + server.process.lines)

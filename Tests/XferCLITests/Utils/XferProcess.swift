@@ -68,7 +68,8 @@ final class RunningProcess: @unchecked Sendable {
     private let stdinPipe = Pipe()
 
     /// Starts `executable` with `arguments`; stdin stays open for `writeStdin` unless `stdinNull`.
-    init(executable: String, arguments: [String], environment: [String: String]? = nil, stdinNull: Bool = false) throws {
+    init(executable: String, arguments: [String], environment: [String: String]? = nil, stdinNull: Bool = false) throws
+    {
         self.process.executableURL = URL(fileURLWithPath: executable)
         self.process.arguments = arguments
         if let environment {
@@ -236,13 +237,21 @@ func runCommand(
 }
 
 /// Runs `xfer` and returns its result.
-func xfer(_ arguments: String..., stdin: String? = nil, environment: [String: String]? = nil) async throws -> CommandResult {
+func xfer(
+    _ arguments: String...,
+    stdin: String? = nil,
+    environment: [String: String]? = nil
+) async throws -> CommandResult {
     try await runCommand(arguments, stdin: stdin, environment: environment)
 }
 
 /// Runs a Tests/Support/wspeer.py mode and returns its JSON lines.
 func wsPeer(_ arguments: String..., timeout: Double = 30) async throws -> CommandResult {
-    try await runCommand(["python3", TestPaths.support("wspeer.py")] + arguments, executable: "/usr/bin/env", timeout: timeout)
+    try await runCommand(
+        ["python3", TestPaths.support("wspeer.py")] + arguments,
+        executable: "/usr/bin/env",
+        timeout: timeout
+    )
 }
 
 /// Checks every line against schema/events.schema.json with Python's jsonschema; records a test issue for each
@@ -252,8 +261,15 @@ func expectValidEvents(_ lines: [String], sourceLocation: SourceLocation = #_sou
     try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
     defer { try? FileManager.default.removeItem(at: file) }
     let result = try await runCommand(
-        ["python3", TestPaths.support("validate_events.py"), TestPaths.root.appendingPathComponent("schema/events.schema.json").path, file.path],
+        [
+            "python3", TestPaths.support("validate_events.py"),
+            TestPaths.root.appendingPathComponent("schema/events.schema.json").path, file.path,
+        ],
         executable: "/usr/bin/env"
     )
-    #expect(result.status == 0, "events failed schema validation:\n\(result.lines.joined(separator: "\n"))\(result.stderr)", sourceLocation: sourceLocation)
+    #expect(
+        result.status == 0,
+        "events failed schema validation:\n\(result.lines.joined(separator: "\n"))\(result.stderr)",
+        sourceLocation: sourceLocation
+    )
 }
