@@ -16,6 +16,8 @@ Subcommands (each prints its result as one JSON line on stdout):
   oneshot  --url URL [TEXT]                 connect, timezone, one message, its status, close.
   stats    [FILE]                           percentiles of the `latency_ms` fields of JSON lines.
   gen      --count N --size S --output FILE N lines of exactly S bytes (plus the newline).
+  timecmd  --runs N [--warmup W] -- CMD...  whole-process time of CMD (a fallback for hyperfine):
+                                            mean/median/stddev/min/max in ms; fails if CMD fails.
 
 Needs `pip install websockets` (tested with 17.x). Compression is off on both ends, as xfer
 does not compress text messages.
@@ -25,7 +27,9 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
 
@@ -89,7 +93,10 @@ async def run_server(args):
     async with serve(handler, args.host, args.port, compression=None, max_size=MAX_SIZE, ping_interval=None) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         emit({"event": "listening", "host": args.host, "port": port, "pid": os.getpid()})
-        await asyncio.get_running_loop().create_future()  # serve until killed
+        stop = asyncio.get_running_loop().create_future()
+        for signum in (signal.SIGTERM, signal.SIGINT):  # like xfer serve: a signal ends it with status 0
+            asyncio.get_running_loop().add_signal_handler(signum, lambda: stop.done() or stop.set_result(None))
+        await stop
 
 
 # --- clients ----------------------------------------------------------------------------------
@@ -187,6 +194,27 @@ def run_gen(args):
             out.write((head + "x" * args.size)[: args.size] + "\n")
 
 
+def run_timecmd(args):
+    command = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
+    if not command:
+        sys.stderr.write("timecmd: no command\n")
+        return 2
+    samples = []
+    for i in range(args.warmup + args.runs):
+        t0 = time.perf_counter_ns()
+        done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        t1 = time.perf_counter_ns()
+        if done.returncode != 0:
+            sys.stderr.write("timecmd: %s exited %d\n" % (command[0], done.returncode))
+            return 1
+        if i >= args.warmup:
+            samples.append((t1 - t0) / 1e6)
+    result = summary_ms(samples)
+    result["stddev_ms"] = statistics.stdev(samples) if len(samples) > 1 else 0.0
+    emit(result)
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -217,6 +245,11 @@ def main():
     p.add_argument("--size", type=int, default=100)
     p.add_argument("--output", required=True)
 
+    p = sub.add_parser("timecmd")
+    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+
     args = parser.parse_args()
     if args.command == "server":
         try:
@@ -235,6 +268,8 @@ def main():
     if args.command == "stats":
         run_stats(args)
         return 0
+    if args.command == "timecmd":
+        return run_timecmd(args)
     if args.command == "gen":
         run_gen(args)
         return 0
