@@ -140,7 +140,7 @@ public final class LocalUploadStore: UploadStore {
 
     static func storageError(_ code: Int32, _ what: String) -> XferError {
         let reason = String(cString: strerror(code))
-        if code == ENOSPC || code == EDQUOT {
+        if code == ENOSPC || code == EDQUOT || code == EFBIG {
             return XferError(
                 .diskFull,
                 "cannot \(what): \(reason); free space on the server and run the upload again to resume"

@@ -24,6 +24,8 @@ struct Xfer: AsyncParsableCommand {
     static func main() async {
         // A reader of our stdout that goes away must not kill a server: writes then fail with EPIPE.
         signal(SIGPIPE, SIG_IGN)
+        // A file size limit (ulimit -f) must fail one upload with EFBIG, not kill the server.
+        signal(SIGXFSZ, SIG_IGN)
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {

@@ -310,3 +310,40 @@ struct UploadTests {
         try await expectValidEvents(tooBig.lines + missing.lines + noName.lines)
     }
 }
+
+/// A server that runs out of room fails that upload clearly, keeps serving, and keeps the verified part.
+@Suite(.timeLimit(.minutes(3)))
+struct UploadStorageFailureTests {
+    @Test func aFullDiskFailsTheUploadKeepsServingAndKeepsTheVerifiedPart() async throws {
+        let source = try TestPaths.temporaryDirectory()
+        let big = try UploadTests.makeFile(source, "big.bin", bytes: 6_000_000)
+        let small = try UploadTests.makeFile(source, "small.bin", bytes: 100_000)
+        let directory = try TestPaths.temporaryDirectory()
+        // `ulimit -f` (in 1 KiB units) makes writes past 3 MiB fail with EFBIG, as a full disk would.
+        let limited = try RunningProcess(
+            executable: "/bin/bash",
+            arguments: [
+                "-c", "ulimit -f 3072; exec \"$0\" serve --port 0 --dir \"$1\"", TestPaths.binary.path, directory.path,
+            ]
+        )
+        let listening = try await limited.waitForEvent(timeout: 30) { $0.event == "listening" }
+        let port = try #require(listening.int("port"))
+        let failed = try await xfer("upload", "--server", "127.0.0.1:\(port)", "--retries", "0", big.path)
+        #expect(failed.status == 75, "\(failed.lines) \(failed.stderr)")
+        #expect(failed.events.contains { $0.event == "error" && $0.string("code") == "disk_full" })
+        try await limited.waitForEvent { $0.event == "error" && $0.string("code") == "disk_full" }
+        let other = try await xfer("upload", "--server", "127.0.0.1:\(port)", small.path)
+        #expect(other.status == 0, "the server keeps serving others: \(other.stderr)")
+        limited.signal(SIGTERM)
+        #expect(await limited.waitForExit() == 0)
+
+        // With room again, the same command resumes from what was verified.
+        let roomy = try await TestServer(directory: directory)
+        let resumed = try await xfer("upload", "--server", roomy.url, big.path)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let status = try #require(resumed.events.first { $0.event == "status" })
+        #expect((status.int("resumed_from") ?? 0) >= 2 * 1_048_576)
+        #expect(UploadTests.sameBytes(big, directory.appendingPathComponent("big.bin")))
+        await roomy.stop()
+    }
+}
