@@ -314,7 +314,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 self.context?.flush()
             },
             fail: { [unowned self] code, message in self.fail(code, message) },
-            closeChannel: { channel.close(promise: nil) },
+            closeChannel: { channel.pipeline.fireUserInboundEventTriggered(UploadSupersededEvent()) },
             emit: { [unowned self] event in
                 self.appendEvent(event)
                 if self.pendingEvents.count > 0 && !self.inRead { self.flushPending() }
@@ -484,7 +484,9 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private var machineClosing = false
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ServerShutdownEvent {
+        if event is UploadSupersededEvent {
+            self.fail(.superseded, "a newer connection took this upload over (the same upload runs elsewhere)")
+        } else if event is ServerShutdownEvent {
             self.startClose(code: 1001, reason: "shutdown", errorCode: nil, message: "server shutting down")
         } else {
             context.fireUserInboundEventTriggered(event)
@@ -537,3 +539,6 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
 /// Sent down every connection's pipeline when the server shuts down: close with 1001 (going away).
 struct ServerShutdownEvent: Sendable {}
+
+/// Sent down an upload connection's pipeline when a newer connection takes its upload over.
+struct UploadSupersededEvent: Sendable {}

@@ -117,6 +117,9 @@ public final class UploadJob: @unchecked Sendable {
         return (end, Hex.encode(digest), self.resumedFrom ?? 0)
     }
 
+    /// Bytes the server has acknowledged as verified (kept for a resume when the upload fails).
+    public var acknowledgedBytes: UInt64 { self.ackedOffset }
+
     /// Whether the server saved the upload.
     public var isSaved: Bool { self.savedName != nil }
 

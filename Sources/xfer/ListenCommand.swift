@@ -25,7 +25,7 @@ struct ListenCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Name to register under; senders use send --to NAME.", valueName: "name"))
     var name: String?
 
-    @Flag(name: .long, help: "Exit (status 69) instead of reconnecting after a lost connection.")
+    @Flag(name: .long, help: "Exit instead of reconnecting: 69 after a lost connection, 75 when the server shut down.")
     var noReconnect = false
 
     @Option(

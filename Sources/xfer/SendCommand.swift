@@ -22,7 +22,7 @@ struct SendCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Relay to the listeners registered under this name.", valueName: "name"))
     var to: String?
 
-    @Flag(name: .long, help: "Relay to every listener.")
+    @Flag(name: .long, help: "Relay to every listener and plain client (held for listener names that are away).")
     var all = false
 
     @Option(name: .long, help: ArgumentHelp("Most messages in flight before waiting for statuses.", valueName: "n"))

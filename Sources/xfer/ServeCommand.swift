@@ -12,7 +12,8 @@ struct ServeCommand: AsyncParsableCommand {
         abstract: "Accept clients over WebSocket and print every event as a JSON line.",
         discussion: """
             Plain WebSocket clients send their timezone as the first text frame, then one text message per frame, \
-            and get a JSON status ({"ok":true,"id":N}) for each. Commands on stdin, one JSON object per line: \
+            and get a JSON status ({"ok":true,"id":N}) for each; texts sent to them arrive as JSON \
+            ({"from":"server","seq":N,"text":"..."}). Commands on stdin, one JSON object per line: \
             {"cmd":"send","to":"NAME or client id","text":"..."}, {"cmd":"broadcast","text":"..."}, {"cmd":"clients"}. \
             SIGINT or SIGTERM closes every client with 1001 and exits 0.
             """

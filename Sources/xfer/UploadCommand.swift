@@ -111,16 +111,17 @@ struct UploadCommand: AsyncParsableCommand {
                 pingTimeout: self.client.heartbeat.pingTimeout
             )
             if let error = await self.upload(job, configuration: configuration, group: group, sink: sink) {
-                let bytes = try await loop.submit { job.resumedFrom ?? 0 }.get()
+                let (resumedFrom, verified) = try await loop.submit { (job.resumedFrom ?? 0, job.acknowledgedBytes) }
+                    .get()
                 sink.emit(
                     .uploadStatus(
                         ok: false,
                         file: source.displayName,
                         name: name,
-                        bytes: 0,
+                        bytes: verified,
                         sha256: nil,
                         path: nil,
-                        resumedFrom: bytes,
+                        resumedFrom: resumedFrom,
                         upload: job.id,
                         code: error.code.rawValue,
                         reason: error.message

@@ -147,7 +147,7 @@ struct UploadTests {
         #expect(textBytes < 0.35 * 4_000_000, "text crossed in \(textBytes) bytes")
         #expect(randomBytes < 1.02 * 4_000_000, "random data crossed in \(randomBytes) bytes")
         #expect(randomBytes >= 4_000_000)
-        proxy.signal(SIGTERM)
+        proxy.signal(SIGKILL)
         await server.stop()
     }
 
@@ -165,7 +165,7 @@ struct UploadTests {
         let secondBytes = connections[1].int("up") ?? .max
         let limit = 12_000_000 - 5_000_000 + 17 * 1_048_576
         #expect(secondBytes < limit)
-        proxy.signal(SIGTERM)
+        proxy.signal(SIGKILL)
         await server.stop()
     }
 
@@ -187,7 +187,7 @@ struct UploadTests {
         let resumedFrom = status.int("resumed_from") ?? 0
         let secondBytes = connections[1].int("up") ?? .max
         #expect(secondBytes < 10_000_000 - resumedFrom + 100_000)
-        proxy.signal(SIGTERM)
+        proxy.signal(SIGKILL)
         await server.stop()
     }
 
@@ -203,7 +203,7 @@ struct UploadTests {
         try await server.process.waitForEvent {
             $0.event == "retry" && $0.string("reason")?.contains("checksum") == true
         }
-        proxy.signal(SIGTERM)
+        proxy.signal(SIGKILL)
         await server.stop()
         try await expectValidEvents(result.lines + server.process.lines)
     }
@@ -227,7 +227,7 @@ struct UploadTests {
             Issue.record("rerun failed: \(rerun.lines) \(rerun.stderr)")
         }
         #expect(Self.sameBytes(file, server.directory.appendingPathComponent("killed.bin")))
-        proxy.signal(SIGTERM)
+        proxy.signal(SIGKILL)
         await server.stop()
     }
 
@@ -283,7 +283,7 @@ struct UploadTests {
         let third = try await xfer("upload", "--server", "127.0.0.1:\(port)", file.path)
         #expect(third.status == 0, "\(third.stderr)")
         #expect(Self.sameBytes(file, server.directory.appendingPathComponent("changing.bin")))
-        proxy.signal(SIGTERM)
+        proxy.signal(SIGKILL)
         await server.stop()
     }
 

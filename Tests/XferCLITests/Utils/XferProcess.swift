@@ -106,6 +106,13 @@ final class RunningProcess: @unchecked Sendable {
         try self.process.run()
     }
 
+    /// A test that fails early never reaches its `stop()`: do not leave the process behind.
+    deinit {
+        if self.process.isRunning {
+            kill(self.process.processIdentifier, SIGKILL)
+        }
+    }
+
     /// Every complete stdout line so far.
     var lines: [String] { self.collector.state.withLock { $0.lines } }
     /// Every stdout line so far, parsed.
