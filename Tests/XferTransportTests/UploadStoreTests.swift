@@ -1,0 +1,131 @@
+import Crypto
+import Foundation
+import Testing
+import XferProtocol
+
+@testable import XferTransport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `LocalUploadStore` on a real temporary directory: partial data, sidecar, resume, atomic save.
+struct UploadStoreTests {
+    let directory: String
+    let store: LocalUploadStore
+
+    init() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("xfer-store-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        self.directory = url.path
+        self.store = LocalUploadStore(directory: url.path, maxFileSize: 1 << 20)
+    }
+
+    func offer(
+        id: String = "0123456789abcdef0123456789abcdef",
+        name: String = "data.bin",
+        size: UInt64? = 8192
+    )
+        -> UploadOffer
+    {
+        UploadOffer(id: id, name: name, size: size, blockSize: 4096, mtime: "1", kind: "file")
+    }
+
+    func append(_ upload: PartialUpload, _ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try upload.append($0) }
+    }
+
+    @Test func aResumedUploadStartsAtTheVerifiedOffsetAndRehashesThePrefix() throws {
+        let first = [UInt8](repeating: 1, count: 4096)
+        var hasher = SHA256()
+        let upload = try self.store.open(self.offer(), hasher: &hasher)
+        #expect(upload.verifiedOffset == 0)
+        try self.append(upload, first)
+        upload.close()
+
+        var resumedHasher = SHA256()
+        let resumed = try self.store.open(self.offer(), hasher: &resumedHasher)
+        #expect(resumed.verifiedOffset == 4096)
+        #expect(Array(resumedHasher.finalize()) == Array(SHA256.hash(data: first)))
+        let sidecar = try String(
+            contentsOfFile: "\(self.directory)/.xfer-partial/\(self.offer().id).json",
+            encoding: .utf8
+        )
+        #expect(sidecar.contains(#""offset":4096"#))
+    }
+
+    @Test func aDifferentOfferForTheSameIdStartsOver() throws {
+        var hasher = SHA256()
+        let upload = try self.store.open(self.offer(), hasher: &hasher)
+        try self.append(upload, [UInt8](repeating: 2, count: 4096))
+        upload.close()
+        var other = self.offer()
+        other.mtime = "2"
+        let restarted = try self.store.open(other, hasher: &hasher)
+        #expect(restarted.verifiedOffset == 0)
+    }
+
+    @Test func commitNeverReplacesAnExistingNameOrSymlink() throws {
+        try Data("keep".utf8).write(to: URL(fileURLWithPath: "\(self.directory)/data.bin"))
+        let outside = FileManager.default.temporaryDirectory.appendingPathComponent("outside-\(UUID().uuidString)")
+        try Data("outside".utf8).write(to: outside)
+        try FileManager.default.createSymbolicLink(
+            atPath: "\(self.directory)/data (1).bin",
+            withDestinationPath: outside.path
+        )
+        var hasher = SHA256()
+        let upload = try self.store.open(self.offer(size: 3), hasher: &hasher)
+        try self.append(upload, [7, 8, 9])
+        let (name, path) = try upload.commit()
+        #expect(name == "data (2).bin")
+        #expect(path == "\(self.directory)/data (2).bin")
+        #expect(FileManager.default.contents(atPath: path) == Data([7, 8, 9]))
+        #expect(FileManager.default.contents(atPath: "\(self.directory)/data.bin") == Data("keep".utf8))
+        #expect(FileManager.default.contents(atPath: outside.path) == Data("outside".utf8))
+        let partials = try FileManager.default.contentsOfDirectory(atPath: "\(self.directory)/.xfer-partial")
+        #expect(partials.isEmpty)
+    }
+
+    @Test func writesPastTheLimitOrTheDeclaredSizeAreRefused() throws {
+        var hasher = SHA256()
+        let upload = try self.store.open(self.offer(size: 10), hasher: &hasher)
+        #expect(throws: XferError.self) { try self.append(upload, [UInt8](repeating: 0, count: 11)) }
+        let unbounded = try self.store.open(
+            self.offer(id: "fedcba9876543210fedcba9876543210", size: nil),
+            hasher: &hasher
+        )
+        do {
+            try self.append(unbounded, [UInt8](repeating: 0, count: (1 << 20) + 1))
+            Issue.record("a write past --max-file-size was accepted")
+        } catch {
+            #expect((error as? XferError)?.code == .fileTooLarge)
+        }
+    }
+
+    @Test func aSymlinkedPartialDirectoryIsRefused() throws {
+        let elsewhere = FileManager.default.temporaryDirectory.appendingPathComponent("elsewhere-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(
+            atPath: "\(self.directory)/.xfer-partial",
+            withDestinationPath: elsewhere.path
+        )
+        var hasher = SHA256()
+        do {
+            _ = try self.store.open(self.offer(), hasher: &hasher)
+            Issue.record("a symlinked .xfer-partial was used")
+        } catch {
+            #expect(error.code == .storageFailed)
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: elsewhere.path).isEmpty)
+    }
+
+    @Test func stalePartialsAreRemoved() throws {
+        var hasher = SHA256()
+        let upload = try self.store.open(self.offer(), hasher: &hasher)
+        try self.append(upload, [UInt8](repeating: 3, count: 4096))
+        upload.close()
+        #expect(self.store.removeStalePartials(olderThan: 3600) == 0)
+        #expect(self.store.removeStalePartials(olderThan: -1) == 1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(self.directory)/.xfer-partial").isEmpty)
+    }
+}
