@@ -54,7 +54,11 @@ let package = Package(
         ),
         .testTarget(
             name: "XferProtocolTests",
-            dependencies: ["XferProtocol", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "XferProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "XferEventsTests",

@@ -84,18 +84,25 @@ public final class BlockCodec: @unchecked Sendable {
     /// Encodes `raw` for the wire: zlib when the level allows it, the block looks compressible and the result is
     /// smaller; raw otherwise. Appends the payload to `out` and returns the encoding used.
     /// `knownCompressible` skips the sampling when the caller has just done it.
+    ///
+    /// A non-empty `dictionary` (the up to 32 KiB of the upload before this block) is set as zlib's preset
+    /// dictionary (RFC 1950 FDICT), so that a block compresses almost as well as in one long stream.
     public func encode(
         _ raw: UnsafeRawBufferPointer,
         into out: inout ByteBuffer,
-        knownCompressible: Bool = false
-    )
-        -> BlockEncoding
-    {
+        knownCompressible: Bool = false,
+        dictionary: [UInt8] = []
+    ) -> BlockEncoding {
         if self.level > 0 && (knownCompressible || self.looksCompressible(raw)) {
             let start = out.writerIndex
             let bound = Int(deflateBound(&self.deflater, uLong(raw.count)))
             let written = out.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { target -> Int in
                 deflateReset(&self.deflater)
+                if !dictionary.isEmpty {
+                    dictionary.withUnsafeBufferPointer {
+                        _ = deflateSetDictionary(&self.deflater, $0.baseAddress, uInt($0.count))
+                    }
+                }
                 self.deflater.next_in = UnsafeMutablePointer(
                     mutating: raw.baseAddress!.assumingMemoryBound(to: Bytef.self)
                 )
@@ -119,11 +126,14 @@ public final class BlockCodec: @unchecked Sendable {
     ///
     /// Throws `corrupt_block` when the payload is not a complete zlib stream, inflates past `rawLength` (a
     /// decompression bomb or a corrupted length), or falls short of it.
+    ///
+    /// `dictionary` is supplied when the stream asks for one (FDICT): the receiver's last 32 KiB before the block.
     public func decode(
         _ payload: UnsafeRawBufferPointer,
         encoding: BlockEncoding,
         rawLength: Int,
-        into out: inout ByteBuffer
+        into out: inout ByteBuffer,
+        dictionary: [UInt8] = []
     ) throws(XferError) {
         switch encoding {
         case .raw:
@@ -144,6 +154,12 @@ public final class BlockCodec: @unchecked Sendable {
                 self.inflater.next_out = target.baseAddress!.assumingMemoryBound(to: Bytef.self)
                 self.inflater.avail_out = uInt(rawLength + 1)
                 status = inflate(&self.inflater, Z_FINISH)
+                if status == Z_NEED_DICT && !dictionary.isEmpty {
+                    let set = dictionary.withUnsafeBufferPointer {
+                        inflateSetDictionary(&self.inflater, $0.baseAddress, uInt($0.count))
+                    }
+                    if set == Z_OK { status = inflate(&self.inflater, Z_FINISH) }
+                }
                 produced = rawLength + 1 - Int(self.inflater.avail_out)
                 return min(produced, rawLength)
             }

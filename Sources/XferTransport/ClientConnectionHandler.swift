@@ -114,6 +114,18 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
         }
     }
 
+    /// The handler next to the socket, through which pre-built frames are written.
+    private var rawWriter: RawFrameWriter?
+
+    func writeRaw(_ frame: ByteBuffer) {
+        if self.rawWriter == nil, let context = self.context {
+            let writer = RawFrameWriter()
+            try? context.pipeline.syncOperations.addHandler(writer, position: .first)
+            self.rawWriter = writer
+        }
+        self.rawWriter?.write(frame)
+    }
+
     func write(_ frame: WebSocketFrame, flush: Bool) {
         guard let context = self.context else { return }
         if flush {
@@ -320,5 +332,26 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
         self.flushEvents()
         self.outcome.complete(result)
         context.fireChannelInactive()
+    }
+}
+
+/// Sits next to the socket and writes complete WebSocket frames built elsewhere. Frames written through it and
+/// through the encoder keep their order: both paths run synchronously on the same event loop.
+final class RawFrameWriter: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func write(_ frame: ByteBuffer) {
+        self.context?.write(self.wrapOutboundOut(frame), promise: nil)
     }
 }

@@ -71,9 +71,10 @@ public final class ClientConnection {
         )
     }
 
-    /// Writes a pre-encoded binary frame payload (e.g. an upload block built on another thread).
-    public func writeFrame(_ payload: ByteBuffer) {
-        self.handler.write(WebSocketFrame(fin: true, opcode: .binary, maskKey: .random(), data: payload), flush: false)
+    /// Writes a complete, already masked WebSocket frame (header included) built on another thread, past NIO's
+    /// frame encoder (whose byte-wise masking would cost more than everything else on large blocks).
+    public func writeRawFrame(_ frame: ByteBuffer) {
+        self.handler.writeRaw(frame)
     }
 
     /// Flushes written frames to the socket.

@@ -139,9 +139,9 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 return self.fail(.protocolError, "a new data frame arrived inside a fragmented message")
             }
             if frame.fin {
-                self.messageReceived(opcode: frame.opcode, data: frame.unmaskedData)
+                self.messageReceived(opcode: frame.opcode, data: self.unmasked(frame))
             } else {
-                self.fragments = (frame.opcode, frame.unmaskedData)
+                self.fragments = (frame.opcode, self.unmasked(frame))
                 self.checkFragmentSize()
             }
         case .continuation:
@@ -149,7 +149,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 return self.fail(.protocolError, "a continuation frame arrived with no message to continue")
             }
             self.fragments = nil
-            var data = frame.unmaskedData
+            var data = self.unmasked(frame)
             fragments.buffer.writeBuffer(&data)
             if frame.fin {
                 self.messageReceived(opcode: fragments.opcode, data: fragments.buffer)
@@ -159,11 +159,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             }
         case .ping:
             // RFC 6455 section 5.5.2: answer with a pong carrying the same application data.
-            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: self.unmasked(frame))
             context.write(self.wrapOutboundOut(pong), promise: nil)
             self.needsFlush = true
         case .pong:
-            if let rtt = Heartbeat.roundTrip(pongPayload: frame.unmaskedData.readableBytesView, now: Monotonic.now()) {
+            if let rtt = Heartbeat.roundTrip(pongPayload: self.unmasked(frame).readableBytesView, now: Monotonic.now())
+            {
                 self.appendEvent(.ping(rttMs: Double(rtt) / 1e6, client: self.clientID))
             }
         case .connectionClose:
@@ -171,6 +172,14 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         default:
             self.fail(.protocolError, "unknown WebSocket opcode \(frame.opcode)")
         }
+    }
+
+    /// The frame's payload unmasked with `WebSocketMasking` (NIO's `unmaskedData` masks a byte at a time).
+    private func unmasked(_ frame: WebSocketFrame) -> ByteBuffer {
+        guard let key = frame.maskKey else { return frame.data }
+        let bytes = [key[0], key[1], key[2], key[3]]
+        let allocator = self.context?.channel.allocator ?? ByteBufferAllocator()
+        return WebSocketMasking.unmasked(frame.data, key: bytes, allocator: allocator)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -411,7 +420,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
     private func closeReceived(_ frame: WebSocketFrame) {
         guard let context = self.context else { return }
-        var data = frame.unmaskedData
+        var data = self.unmasked(frame)
         let code = data.readInteger(as: UInt16.self)
         switch self.machine.closeReceived(code: code) {
         case .echoAndClose(let code):

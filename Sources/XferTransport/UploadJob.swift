@@ -18,7 +18,7 @@ public struct UploadSettings: Sendable {
     /// Threads compressing blocks in parallel.
     public var encoders: Int
 
-    public init(blockSize: Int = 1 << 20, level: Int = 1, window: Int = 16, encoders: Int = System.coreCount) {
+    public init(blockSize: Int = 1 << 20, level: Int = 1, window: Int = 8, encoders: Int = System.coreCount) {
         self.blockSize = blockSize
         self.level = level
         self.window = window
@@ -49,6 +49,7 @@ public final class UploadJob: @unchecked Sendable {
     private let codecs: [BlockCodec]
     /// Used only on `readQueue`, to decide whether a block is worth compressing.
     private let sampler = BlockCodec(level: 1)
+    private let readState = ReadState()
     /// Incremented when the read position jumps (a resume from an offset outside the retained blocks):
     /// work scheduled before that is stale. Read on the queues, written on the loop.
     private let generation = Atomic<Int>(0)
@@ -62,7 +63,58 @@ public final class UploadJob: @unchecked Sendable {
     struct PreparedBlock {
         var offset: UInt64
         var rawLength: Int
+        /// The whole WebSocket frame, header included, payload masked with `maskKey`.
         var frame: ByteBuffer
+        var maskKey: [UInt8]
+        /// Where the payload starts in `frame` (after the WebSocket header).
+        var payloadStart: Int
+
+        /// The same block masked with a fresh key, for sending it again (RFC 6455 section 5.3 wants a new,
+        /// unpredictable key for every frame).
+        func remasked() -> PreparedBlock {
+            var copy = self
+            let key = (0..<4).map { _ in UInt8.random(in: 0...255) }
+            let delta = zip(self.maskKey, key).map { $0 ^ $1 }
+            let start = self.payloadStart
+            copy.frame.withUnsafeMutableReadableBytes { bytes in
+                WebSocketMasking.apply(UnsafeMutableRawBufferPointer(rebasing: bytes[start...]), key: delta)
+                for index in 0..<4 { bytes[start - 4 + index] = key[index] }
+            }
+            copy.maskKey = key
+            return copy
+        }
+    }
+
+    /// What the read queue remembers between blocks: the tail of the previous one, the next block's dictionary.
+    /// Touched only on `readQueue`.
+    final class ReadState: @unchecked Sendable {
+        static let dictionarySize = 32 * 1024
+        private var tail: [UInt8] = []
+        private var tailEnd: UInt64 = 0
+
+        /// The (at most 32 KiB) bytes before `offset`: remembered, or read back from a file after a jump.
+        func dictionary(before offset: UInt64, source: UploadSource) -> [UInt8] {
+            if offset == 0 { return [] }
+            if self.tailEnd == offset { return self.tail }
+            guard source.isSeekable else { return [] }
+            let count = Int(min(UInt64(Self.dictionarySize), offset))
+            var bytes = [UInt8](repeating: 0, count: count)
+            let got =
+                (try? bytes.withUnsafeMutableBytes {
+                    try source.read(at: offset - UInt64(count), count: count, into: $0)
+                }) ?? 0
+            return got == count ? bytes : []
+        }
+
+        func remember(_ raw: ByteBuffer, endingAt end: UInt64) {
+            let count = min(Self.dictionarySize, raw.readableBytes)
+            if count == Self.dictionarySize || self.tailEnd != end - UInt64(raw.readableBytes) {
+                self.tail = raw.getBytes(at: raw.readerIndex + raw.readableBytes - count, length: count) ?? []
+            } else {
+                self.tail = Array((self.tail + raw.readableBytesView).suffix(Self.dictionarySize))
+            }
+            self.tailEnd = end
+        }
     }
 
     private var nextReadOffset: UInt64 = 0
@@ -181,7 +233,7 @@ public final class UploadJob: @unchecked Sendable {
         if offset >= oldestRetained && offset <= self.nextSendOffset {
             // The server has everything before `offset`: resend what it lacks from the retained blocks.
             for block in self.inFlight where block.offset >= offset {
-                self.ready[block.offset] = block
+                self.ready[block.offset] = block.remasked()
             }
             self.inFlight.removeAll()
             self.nextSendOffset = offset
@@ -264,7 +316,7 @@ public final class UploadJob: @unchecked Sendable {
             .retry(name: self.name, offset: offset, reason: reason, count: self.retries, client: nil, upload: self.id)
         )
         for block in self.inFlight[index...] {
-            self.ready[block.offset] = block
+            self.ready[block.offset] = block.remasked()
         }
         self.inFlight.removeSubrange(index...)
         self.nextSendOffset = offset
@@ -301,7 +353,7 @@ public final class UploadJob: @unchecked Sendable {
         guard let connection = self.connection, self.accepted else { return }
         var wrote = false
         while connection.isWritable, let block = self.ready.removeValue(forKey: self.nextSendOffset) {
-            connection.writeFrame(block.frame)
+            connection.writeRawFrame(block.frame)
             self.wireBytes += UInt64(block.frame.readableBytes)
             self.rawBytesSent += UInt64(block.rawLength)
             self.inFlight.append(block)
@@ -348,15 +400,10 @@ public final class UploadJob: @unchecked Sendable {
             guard generation == self.generation.load(ordering: .sequentiallyConsistent) else {
                 return self.loop.execute { self.preparedStale() }
             }
-            // The block is read straight into its frame, after room for the header: a raw block (random or
-            // already-compressed data) then goes out without a single copy.
-            let headerSize = WireMessage.Block.headerSize
-            var frame = ByteBufferAllocator().buffer(capacity: headerSize + blockSize)
-            frame.moveWriterIndex(forwardBy: headerSize)
-            frame.moveReaderIndex(forwardBy: headerSize)
+            var raw = ByteBufferAllocator().buffer(capacity: blockSize)
             let count: Int
             do {
-                count = try frame.writeWithUnsafeMutableBytes(minimumWritableBytes: blockSize) {
+                count = try raw.writeWithUnsafeMutableBytes(minimumWritableBytes: blockSize) {
                     target throws(XferError) in
                     try source.read(at: offset, count: expected ?? blockSize, into: target)
                 }
@@ -380,47 +427,82 @@ public final class UploadJob: @unchecked Sendable {
             guard count > 0 else {
                 return self.loop.execute { self.prepared(nil, offset: offset, generation: generation) }
             }
-            let crc = frame.withUnsafeReadableBytes { BlockCodec.crc32($0) }
+            let crc = raw.withUnsafeReadableBytes { BlockCodec.crc32($0) }
             let sampler = self.sampler
-            let compressible = codec.level > 0 && frame.withUnsafeReadableBytes { sampler.looksCompressible($0) }
-            if !compressible {
-                // Fill in the header before anyone else holds the buffer (a shared buffer would be copied).
-                frame.moveReaderIndex(to: 0)
-                var header = ByteBufferAllocator().buffer(capacity: headerSize)
-                WireMessage.writeBlockHeader(
-                    WireMessage.Block(
-                        offset: offset,
-                        rawLength: UInt32(count),
-                        crc32: crc,
-                        encoding: .raw,
-                        payload: ByteBuffer()
-                    ),
-                    into: &header
-                )
-                frame.setBuffer(header, at: 0)
-                let hashed = frame.getSlice(at: headerSize, length: count)!
-                hashQueue.async { hashed.withUnsafeReadableBytes { hashState.hasher.update(bufferPointer: $0) } }
-                let block = PreparedBlock(offset: offset, rawLength: count, frame: frame)
-                return self.loop.execute { self.prepared(block, offset: offset, generation: generation) }
-            }
-            let raw = frame
-            hashQueue.async { raw.withUnsafeReadableBytes { hashState.hasher.update(bufferPointer: $0) } }
+            let compressible = codec.level > 0 && raw.withUnsafeReadableBytes { sampler.looksCompressible($0) }
+            // The previous 32 KiB of the upload are this block's preset dictionary: compressing blocks
+            // independently (in parallel) then costs almost nothing in ratio.
+            let dictionary = self.readState.dictionary(before: offset, source: source)
+            self.readState.remember(raw, endingAt: offset + UInt64(count))
+            let hashed = raw
+            hashQueue.async { hashed.withUnsafeReadableBytes { hashState.hasher.update(bufferPointer: $0) } }
+            let block = raw
             encodeQueue.async {
-                var out = ByteBufferAllocator().buffer(capacity: headerSize + count / 2)
-                let header = WireMessage.Block(
+                let block = Self.encode(
+                    block,
                     offset: offset,
-                    rawLength: UInt32(count),
-                    crc32: crc,
-                    encoding: .zlib,
-                    payload: ByteBuffer()
+                    crc: crc,
+                    compress: compressible,
+                    dictionary: dictionary,
+                    codec: codec
                 )
-                WireMessage.writeBlockHeader(header, into: &out)
-                let encoding = raw.withUnsafeReadableBytes { codec.encode($0, into: &out, knownCompressible: true) }
-                out.setInteger(encoding.rawValue, at: out.readerIndex + headerSize - 1)
-                let block = PreparedBlock(offset: offset, rawLength: count, frame: out)
                 self.loop.execute { self.prepared(block, offset: offset, generation: generation) }
             }
         }
+    }
+
+    /// Builds the whole wire frame of a block on an encoder queue: WebSocket header, then the masked payload
+    /// (block header and data). Written to the socket as is, it never goes through NIO's byte-wise masking.
+    private static func encode(
+        _ raw: ByteBuffer,
+        offset: UInt64,
+        crc: UInt32,
+        compress: Bool,
+        dictionary: [UInt8],
+        codec: BlockCodec
+    ) -> PreparedBlock {
+        let reserved = WebSocketMasking.maxClientHeaderSize
+        let headerSize = WireMessage.Block.headerSize
+        let count = raw.readableBytes
+        var out = ByteBufferAllocator().buffer(capacity: reserved + headerSize + (compress ? count / 2 : count))
+        out.moveWriterIndex(forwardBy: reserved)
+        let header = WireMessage.Block(
+            offset: offset,
+            rawLength: UInt32(count),
+            crc32: crc,
+            encoding: .raw,
+            payload: ByteBuffer()
+        )
+        WireMessage.writeBlockHeader(header, into: &out)
+        let key = (0..<4).map { _ in UInt8.random(in: 0...255) }
+        var encoding = BlockEncoding.raw
+        if compress {
+            encoding = raw.withUnsafeReadableBytes {
+                codec.encode($0, into: &out, knownCompressible: true, dictionary: dictionary)
+            }
+            out.setInteger(encoding.rawValue, at: reserved + headerSize - 1)
+            out.withUnsafeMutableReadableBytes {
+                WebSocketMasking.apply(UnsafeMutableRawBufferPointer(rebasing: $0[reserved...]), key: key)
+            }
+        } else {
+            // One pass: copy and mask together.
+            out.withUnsafeMutableReadableBytes {
+                WebSocketMasking.apply(UnsafeMutableRawBufferPointer(rebasing: $0[reserved...]), key: key)
+            }
+            out.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { target in
+                raw.withUnsafeReadableBytes { WebSocketMasking.copy($0, to: target, key: key, phase: headerSize) }
+                return count
+            }
+        }
+        let payloadLength = out.readableBytes - reserved
+        let start = WebSocketMasking.writeClientBinaryHeader(
+            length: payloadLength,
+            key: key,
+            into: &out,
+            reserved: reserved
+        )
+        out.moveReaderIndex(to: start)
+        return PreparedBlock(offset: offset, rawLength: count, frame: out, maskKey: key, payloadStart: reserved - start)
     }
 
     private func preparedStale() {

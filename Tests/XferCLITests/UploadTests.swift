@@ -212,7 +212,7 @@ struct UploadTests {
         let source = try TestPaths.temporaryDirectory()
         let file = try Self.makeFile(source, "killed.bin", bytes: 40_000_000)
         let server = try await TestServer()
-        let (proxy, port) = try await Self.startProxy(to: server.port)
+        let (proxy, port) = try await Self.startProxy(to: server.port, ["--rate", "8000000"])
         let upload = try RunningProcess(
             executable: TestPaths.binary.path,
             arguments: ["upload", "--server", "127.0.0.1:\(port)", "--block-size", "256", file.path]
@@ -237,9 +237,13 @@ struct UploadTests {
         let directory = try TestPaths.temporaryDirectory()
         let first = try await TestServer(directory: directory)
         let port = first.port
+        // A paced link keeps the upload running long enough to be interrupted half-way.
+        let (proxy, proxyPort) = try await Self.startProxy(to: port, ["--rate", "8000000"])
         let upload = try RunningProcess(
             executable: TestPaths.binary.path,
-            arguments: ["upload", "--server", "127.0.0.1:\(port)", "--retries", "0", "--block-size", "256", file.path]
+            arguments: [
+                "upload", "--server", "127.0.0.1:\(proxyPort)", "--retries", "0", "--block-size", "256", file.path,
+            ]
         )
         try await first.process.waitForEvent(timeout: 30) { $0.event == "progress" && ($0.int("bytes") ?? 0) > 0 }
         first.process.signal(SIGKILL)
@@ -258,6 +262,7 @@ struct UploadTests {
         #expect(Self.sameBytes(file, directory.appendingPathComponent("server-killed.bin")))
         second.signal(SIGTERM)
         await second.waitForExit()
+        proxy.signal(SIGKILL)
     }
 
     @Test func aChangedSourceIsNotSplicedWithTheOldBytes() async throws {

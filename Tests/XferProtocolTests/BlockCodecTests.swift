@@ -136,3 +136,41 @@ import XferProtocol
         #expect(XferError.exitStatus(for: .corruptBlock) == 65)
     }
 }
+
+/// Blocks compressed with the previous block's tail as a preset dictionary.
+struct BlockCodecDictionaryTests {
+    @Test func aDictionaryBlockRoundTripsAndShrinksMore() throws {
+        // Pseudo-random words: compressible, but without long repeats inside one block. The block repeats
+        // passages of the data before it, which only the dictionary lets zlib see.
+        let words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
+        var state: UInt32 = 12345
+        var text: [UInt8] = []
+        while text.count < 32 * 1024 {
+            state = state &* 1_103_515_245 &+ 12345
+            text.append(contentsOf: words[Int(state >> 16) % words.count].utf8)
+            text.append(UInt8(ascii: " "))
+        }
+        let dictionary = Array(text.prefix(32 * 1024))
+        let block = Array(dictionary[16384...] + dictionary[..<16384])
+        let codec = BlockCodec(level: 1)
+        var plain = ByteBuffer()
+        var primed = ByteBuffer()
+        _ = block.withUnsafeBytes { codec.encode($0, into: &plain, knownCompressible: true) }
+        let encoding = block.withUnsafeBytes {
+            codec.encode($0, into: &primed, knownCompressible: true, dictionary: dictionary)
+        }
+        #expect(encoding == .zlib)
+        #expect(primed.readableBytes < plain.readableBytes)
+        var restored = ByteBuffer()
+        try primed.withUnsafeReadableBytes {
+            try codec.decode($0, encoding: .zlib, rawLength: block.count, into: &restored, dictionary: dictionary)
+        }
+        #expect(Array(restored.readableBytesView) == block)
+        var withoutDictionary = ByteBuffer()
+        #expect(throws: XferError.self) {
+            try primed.withUnsafeReadableBytes {
+                try codec.decode($0, encoding: .zlib, rawLength: block.count, into: &withoutDictionary)
+            }
+        }
+    }
+}

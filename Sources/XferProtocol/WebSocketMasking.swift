@@ -1,0 +1,88 @@
+import NIOCore
+
+/// Fast RFC 6455 section 5.3 masking: XOR with a 4-byte key, eight bytes at a time.
+///
+/// NIO's `webSocketMask` works a byte at a time with a modulo per byte; on 1 MiB upload blocks it was the largest
+/// single cost on both sides (30-40% of the CPU in `perf`). Masking is its own inverse, so the same functions
+/// unmask.
+public enum WebSocketMasking {
+    /// The 8-byte pattern of `key` starting at key position `phase`, for little-endian word loads.
+    static func pattern(_ key: [UInt8], phase: Int) -> UInt64 {
+        var word: UInt64 = 0
+        for index in 0..<8 {
+            word |= UInt64(key[(phase + index) & 3]) << (8 * UInt64(index))
+        }
+        return word
+    }
+
+    /// Copies `source` into `destination` (same length), masking with `key` from key position `phase`.
+    public static func copy(
+        _ source: UnsafeRawBufferPointer,
+        to destination: UnsafeMutableRawBufferPointer,
+        key: [UInt8],
+        phase: Int = 0
+    ) {
+        precondition(key.count == 4, "a masking key has 4 bytes")
+        precondition(destination.count >= source.count, "destination too small")
+        let count = source.count
+        guard count > 0, let input = source.baseAddress, let output = destination.baseAddress else { return }
+        let word = Self.pattern(key, phase: phase).littleEndian
+        var index = 0
+        while index + 8 <= count {
+            let value = input.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            output.storeBytes(of: value ^ word, toByteOffset: index, as: UInt64.self)
+            index += 8
+        }
+        while index < count {
+            let byte = input.load(fromByteOffset: index, as: UInt8.self) ^ key[(phase + index) & 3]
+            output.storeBytes(of: byte, toByteOffset: index, as: UInt8.self)
+            index += 1
+        }
+    }
+
+    /// Masks (or unmasks) `bytes` in place.
+    public static func apply(_ bytes: UnsafeMutableRawBufferPointer, key: [UInt8], phase: Int = 0) {
+        Self.copy(UnsafeRawBufferPointer(bytes), to: bytes, key: key, phase: phase)
+    }
+
+    /// A new buffer holding `data` unmasked with `key` (nil key: `data` itself).
+    public static func unmasked(_ data: ByteBuffer, key: [UInt8]?, allocator: ByteBufferAllocator) -> ByteBuffer {
+        guard let key, data.readableBytes > 0 else { return data }
+        var out = allocator.buffer(capacity: data.readableBytes)
+        out.writeWithUnsafeMutableBytes(minimumWritableBytes: data.readableBytes) { target in
+            data.withUnsafeReadableBytes { Self.copy($0, to: target, key: key) }
+            return data.readableBytes
+        }
+        return out
+    }
+
+    /// Bytes of the longest client frame header: 2, an 8-byte length, a 4-byte key (RFC 6455 section 5.2).
+    public static let maxClientHeaderSize = 14
+
+    /// Writes a client binary frame header (FIN, opcode 2, masked) for a `length`-byte payload and `key`
+    /// into the last bytes of `buffer[0..<reserved]`; returns where the header starts.
+    public static func writeClientBinaryHeader(
+        length: Int,
+        key: [UInt8],
+        into buffer: inout ByteBuffer,
+        reserved: Int
+    ) -> Int {
+        var header: [UInt8] = [0x82]
+        if length < 126 {
+            header.append(0x80 | UInt8(length))
+        } else if length <= 0xFFFF {
+            header.append(0x80 | 126)
+            header.append(UInt8(length >> 8))
+            header.append(UInt8(length & 0xFF))
+        } else {
+            header.append(0x80 | 127)
+            for shift in stride(from: 56, through: 0, by: -8) {
+                header.append(UInt8(truncatingIfNeeded: UInt64(length) >> UInt64(shift)))
+            }
+        }
+        header.append(contentsOf: key)
+        let start = reserved - header.count
+        buffer.setBytes(header, at: buffer.readerIndex + start)
+        return start
+    }
+}
