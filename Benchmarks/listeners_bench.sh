@@ -36,9 +36,10 @@
 # was found (see the PROBLEMS list at the end of the table).
 
 set -euo pipefail
+# shellcheck source=Benchmarks/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 export LC_ALL=C
 
-usage() { sed -n '2,/^$/{s/^# \{0,1\}//;s/^#$//;p}' "$0"; }
 die() { printf 'listeners_bench.sh: %s\n' "$*" >&2; exit 1; }
 usage_error() { printf 'listeners_bench.sh: %s (see --help)\n' "$*" >&2; exit 64; }
 
@@ -160,20 +161,7 @@ fi
 
 declare -A R=()
 PROBLEMS=()
-problem() { PROBLEMS+=("$*"); log "PROBLEM: $*"; }
 
-# fmt VALUE DECIMALS: a number rounded for the table ("-" when empty).
-fmt() { if [[ -z ${1:-} ]]; then printf -- '-'; else awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }'; fi; }
-# calc EXPR VAR=VALUE...: awk arithmetic (6 decimals); empty if any input is empty or a division by zero.
-calc() {
-    local expr=$1; shift
-    local args=() kv
-    for kv in "$@"; do
-        [[ -n ${kv#*=} ]] || { printf ''; return 0; }
-        args+=(-v "$kv")
-    done
-    awk "${args[@]}" "BEGIN { x = ($expr); printf \"%.6f\", x }" 2>/dev/null || printf ''
-}
 # percentiles: nearest-rank p50, p99 and max of the numbers on stdin, as "count p50 p99 max min" (or "0").
 percentiles() {
     sort -g | awk '{ v[NR] = $1 }

@@ -24,9 +24,10 @@
 # `listening` line and it is killed by PID on exit.
 
 set -euo pipefail
+# shellcheck source=Benchmarks/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 export LC_ALL=C
 
-usage() { sed -n '2,/^$/{s/^# \{0,1\}//;s/^#$//;p}' "$0"; }
 
 JSON=0
 RUNS=5
@@ -102,23 +103,8 @@ fi
 
 declare -A R=()
 PROBLEMS=()
-problem() { PROBLEMS+=("$*"); log "PROBLEM: $*"; }
 
-# fmt VALUE DECIMALS: a number rounded for the table ("-" when empty).
-fmt() { if [[ -z ${1:-} ]]; then printf -- '-'; else awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }'; fi; }
-# calc EXPR VAR=VALUE...: awk arithmetic (6 decimals); empty if any input is empty or a division by zero.
-calc() {
-    local expr=$1; shift
-    local args=() kv
-    for kv in "$@"; do
-        [[ -n ${kv#*=} ]] || { printf ''; return 0; }
-        args+=(-v "$kv")
-    done
-    awk "${args[@]}" "BEGIN { x = ($expr); printf \"%.6f\", x }" 2>/dev/null || printf ''
-}
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.6f", v[(NR + 1) / 2]; else printf "%.6f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-jget() { jq -r "$2 // empty" <<<"$1"; }
 
 # --- build ----------------------------------------------------------------------------------------
 

@@ -46,9 +46,10 @@
 # problem was found (see PROBLEMS at the end of the table); targets not met are reported, not fatal.
 
 set -euo pipefail
+# shellcheck source=Benchmarks/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 export LC_ALL=C
 
-usage() { sed -n '2,/^$/{s/^# \{0,1\}//;s/^#$//;p}' "$0"; }
 die() { printf 'upload_bench.sh: %s\n' "$*" >&2; exit 1; }
 usage_error() { printf 'upload_bench.sh: %s (see --help)\n' "$*" >&2; exit 64; }
 
@@ -156,21 +157,7 @@ fi
 
 declare -A R=()
 PROBLEMS=()
-problem() { PROBLEMS+=("$*"); log "PROBLEM: $*"; }
 
-# fmt VALUE DECIMALS: a number rounded for the table ("-" when empty).
-fmt() { if [[ -z ${1:-} ]]; then printf -- '-'; else awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }'; fi; }
-# calc EXPR VAR=VALUE...: awk arithmetic (6 decimals); empty if any input is empty or a division by zero.
-calc() {
-    local expr=$1; shift
-    local args=() kv
-    for kv in "$@"; do
-        [[ -n ${kv#*=} ]] || { printf ''; return 0; }
-        args+=(-v "$kv")
-    done
-    awk "${args[@]}" "BEGIN { x = ($expr); printf \"%.6f\", x }" 2>/dev/null || printf ''
-}
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
 # median/minimum/maximum of a space-separated list (empty for an empty list).
 median() {
     local v
@@ -192,7 +179,6 @@ maximum() {
 }
 # add KEY VALUE: appends VALUE to the per-run list R[KEY] (skipped when VALUE is empty).
 add() { [[ -z ${2:-} ]] || R[$1]="${R[$1]:+${R[$1]} }$2"; }
-jget() { jq -r "$2 // empty" <<<"$1"; }
 mib() { calc "k / 1024" k="${1:-}"; }
 is_lt() { [[ -n ${1:-} ]] && awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
 
