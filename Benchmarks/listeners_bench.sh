@@ -150,12 +150,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [[ -n ${BENCH_TMPDIR:-} ]]; then
-    mkdir -p "$BENCH_TMPDIR"
-    WORK=$(mktemp -d "$BENCH_TMPDIR/listeners_bench.XXXXXX")
-else
-    WORK=$(mktemp -d "${TMPDIR:-/tmp}/listeners_bench.XXXXXX")
-fi
+WORK=$(make_workdir listeners_bench)
 
 # --- results ------------------------------------------------------------------------------------
 

@@ -92,12 +92,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [[ -n ${BENCH_TMPDIR:-} ]]; then
-    mkdir -p "$BENCH_TMPDIR"
-    WORK=$(mktemp -d "$BENCH_TMPDIR/text_bench.XXXXXX")
-else
-    WORK=$(mktemp -d "${TMPDIR:-/tmp}/text_bench.XXXXXX")
-fi
+WORK=$(make_workdir text_bench)
 
 # --- results ------------------------------------------------------------------------------------
 
@@ -149,23 +144,6 @@ R[runs]=$RUNS
 SERVER_PID=""
 SERVER_PORT=""
 
-# wait_listening PID FILE ERRFILE: waits for the listening line in FILE, sets SERVER_PORT.
-wait_listening() {
-    local pid=$1 file=$2 err=$3 i line=""
-    for ((i = 0; i < 300; i++)); do
-        if [[ -s $file ]]; then
-            IFS= read -r line <"$file" || true
-            if [[ $line == *'"listening"'* ]]; then
-                SERVER_PORT=$(jq -r 'select(.event == "listening") | .port' <<<"$line")
-                [[ $SERVER_PORT =~ ^[0-9]+$ && $SERVER_PORT -gt 0 ]] || die "bad listening line: $line"
-                return 0
-            fi
-        fi
-        kill -0 "$pid" 2>/dev/null || die "server (pid $pid) exited before listening: $(cat "$err" 2>/dev/null)"
-        sleep 0.1
-    done
-    die "server (pid $pid) printed no listening line within 30 s"
-}
 
 # start_xfer_server MODE TAG: MODE "file" writes events to $WORK/TAG.events;
 # MODE "discard" sends them into a pipe drained to /dev/null (only the listening line is kept).

@@ -146,12 +146,7 @@ forget() {
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [[ -n ${BENCH_TMPDIR:-} ]]; then
-    mkdir -p "$BENCH_TMPDIR"
-    WORK=$(mktemp -d "$BENCH_TMPDIR/upload_bench.XXXXXX")
-else
-    WORK=$(mktemp -d "${TMPDIR:-/tmp}/upload_bench.XXXXXX")
-fi
+WORK=$(make_workdir upload_bench)
 
 # --- results ------------------------------------------------------------------------------------
 
@@ -309,23 +304,6 @@ SERVER_PORT=""
 SERVER_DIR=""
 SERVER_EVENTS=""
 
-# wait_listening PID FILE ERRFILE: waits for the listening line in FILE, sets SERVER_PORT.
-wait_listening() {
-    local pid=$1 file=$2 err=$3 i line=""
-    for ((i = 0; i < 300; i++)); do
-        if [[ -s $file ]]; then
-            IFS= read -r line <"$file" || true
-            if [[ $line == *'"listening"'* ]]; then
-                SERVER_PORT=$(jq -r 'select(.event == "listening") | .port' <<<"$line")
-                [[ $SERVER_PORT =~ ^[0-9]+$ && $SERVER_PORT -gt 0 ]] || die "bad listening line: $line"
-                return 0
-            fi
-        fi
-        kill -0 "$pid" 2>/dev/null || die "server (pid $pid) exited before listening: $(cat "$err" 2>/dev/null)"
-        sleep 0.1
-    done
-    die "server (pid $pid) printed no listening line within 30 s"
-}
 
 # start_xfer_server TAG: a fresh server with an empty --dir, events to $WORK/TAG.events.
 start_xfer_server() {
