@@ -146,8 +146,9 @@ struct UploadCommand: AsyncParsableCommand {
     ) async -> XferError? {
         var backoff = Backoff(base: 0.5, cap: 10)
         var attempts = 0
+        // Not `superseded`: another run of the same upload took over, and taking it back would make them fight.
         let retryable: Set<XferError.Code> = [
-            .connectionLost, .serverUnreachable, .timeout, .shutdown, .serverFull, .handshakeTimeout, .superseded,
+            .connectionLost, .serverUnreachable, .timeout, .shutdown, .serverFull, .handshakeTimeout,
         ]
         while true {
             let outcome: ClientOutcome

@@ -231,6 +231,25 @@ struct UploadTests {
         await server.stop()
     }
 
+    @Test func aSecondRunOfTheSameUploadTakesOverTheFirst() async throws {
+        let source = try TestPaths.temporaryDirectory()
+        let file = try Self.makeFile(source, "twice.bin", bytes: 30_000_000)
+        let server = try await TestServer()
+        let (proxy, port) = try await Self.startProxy(to: server.port, ["--rate", "4000000"])
+        let first = try RunningProcess(
+            executable: TestPaths.binary.path,
+            arguments: ["upload", "--server", "127.0.0.1:\(port)", file.path]
+        )
+        try await first.waitForEvent(timeout: 30) { $0.event == "progress" && ($0.int("bytes") ?? 0) > 0 }
+        let second = try await xfer("upload", "--server", server.url, file.path)
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(await first.waitForExit() == 75)
+        #expect(first.events.contains { $0.event == "error" && $0.string("code") == "superseded" })
+        #expect(Self.sameBytes(file, server.directory.appendingPathComponent("twice.bin")))
+        proxy.signal(SIGKILL)
+        await server.stop()
+    }
+
     @Test func killedServerRestartedOnTheSameDirectoryResumes() async throws {
         let source = try TestPaths.temporaryDirectory()
         let file = try Self.makeFile(source, "server-killed.bin", bytes: 40_000_000)
