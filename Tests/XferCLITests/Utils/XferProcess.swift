@@ -57,6 +57,7 @@ final class OutputCollector: Sendable {
         var lines: [String] = []
         var partial = Data()
         var stderr = Data()
+        var closedStreams = 0
     }
     let state = Mutex(State())
 }
@@ -95,12 +96,16 @@ final class RunningProcess: @unchecked Sendable {
                     state.lines.append(String(decoding: state.partial, as: UTF8.self))
                     state.partial.removeAll()
                 }
+                if data.isEmpty { state.closedStreams += 1 }
             }
             if data.isEmpty { handle.readabilityHandler = nil }
         }
         stderr.fileHandleForReading.readabilityHandler = { [collector] handle in
             let data = handle.availableData
-            collector.state.withLock { $0.stderr.append(data) }
+            collector.state.withLock {
+                $0.stderr.append(data)
+                if data.isEmpty { $0.closedStreams += 1 }
+            }
             if data.isEmpty { handle.readabilityHandler = nil }
         }
         try self.process.run()
@@ -178,8 +183,12 @@ final class RunningProcess: @unchecked Sendable {
             kill(self.process.processIdentifier, SIGKILL)
             self.process.waitUntilExit()
         }
-        // Let the readability handlers drain the last output.
-        try? await Task.sleep(nanoseconds: 50_000_000)
+        // Read everything the process wrote: wait for EOF on stdout and stderr (a background child that keeps
+        // them open only delays this by the grace period).
+        let drained = Date().addingTimeInterval(5)
+        while self.collector.state.withLock({ $0.closedStreams < 2 }) && Date() < drained {
+            try? await Task.sleep(nanoseconds: 5_000_000)
+        }
         return self.process.terminationStatus
     }
 }
