@@ -126,15 +126,25 @@ public final class LocalUploadStore: UploadStore {
     public func removeStalePartials(olderThan seconds: Double) -> Int {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: self.partialDirectory) else { return 0 }
         let now = Date().timeIntervalSince1970
-        var removed = 0
-        for name in names where name.hasSuffix(".json") {
-            let base = self.partialDirectory + "/" + String(name.dropLast(5))
+        func isStale(_ path: String) -> Bool {
             var info = stat()
-            guard lstat(base + ".json", &info) == 0 else { continue }
-            if now - Double(info.st_mtim.tv_sec) > seconds {
-                unlink(base + ".part")
-                unlink(base + ".json")
-                removed += 1
+            return lstat(path, &info) == 0 && now - Double(info.st_mtim.tv_sec) > seconds
+        }
+        var removed = 0
+        for name in names {
+            let path = self.partialDirectory + "/" + name
+            if name.hasSuffix(".json") {
+                // An upload: its sidecar is rewritten after every block, so its age is the upload's idle time.
+                if isStale(path) {
+                    unlink(self.partialDirectory + "/" + String(name.dropLast(5)) + ".part")
+                    unlink(path)
+                    removed += 1
+                }
+            } else if name.hasSuffix(".json.tmp")
+                || (name.hasSuffix(".part") && !names.contains(String(name.dropLast(5)) + ".json"))
+            {
+                // Left over by a crash between two writes: nothing can resume from it.
+                if isStale(path) { unlink(path) }
             }
         }
         return removed

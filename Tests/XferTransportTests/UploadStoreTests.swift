@@ -125,6 +125,10 @@ struct UploadStoreTests {
         try self.append(upload, [UInt8](repeating: 3, count: 4096))
         upload.close()
         #expect(self.store.removeStalePartials(olderThan: 3600) == 0)
+        let orphan = "\(self.directory)/.xfer-partial/00000000000000000000000000000000.part"
+        let torn = "\(self.directory)/.xfer-partial/\(self.offer().id).json.tmp"
+        try Data([1]).write(to: URL(fileURLWithPath: orphan))
+        try Data([2]).write(to: URL(fileURLWithPath: torn))
         #expect(self.store.removeStalePartials(olderThan: -1) == 1)
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(self.directory)/.xfer-partial").isEmpty)
     }
