@@ -78,11 +78,14 @@ public struct Event: Sendable {
 }
 
 extension Event {
-    /// `serve` is listening on `host`:`port` and saves into `dir`.
-    public static func listening(host: String, port: Int, dir: String, pid: Int) -> Event {
+    /// `serve` is listening on `host`:`port` and saves into `dir`; `tls` says whether clients need `wss://`.
+    public static func listening(host: String, port: Int, dir: String, pid: Int, tls: Bool = false) -> Event {
         Event(
             .listening,
-            [("host", .string(host)), ("port", .int(Int64(port))), ("dir", .string(dir)), ("pid", .int(Int64(pid)))]
+            [
+                ("host", .string(host)), ("port", .int(Int64(port))), ("dir", .string(dir)), ("pid", .int(Int64(pid))),
+                ("tls", .bool(tls)),
+            ]
         )
     }
 

@@ -15,6 +15,10 @@ public struct XferError: Error, Sendable, CustomStringConvertible {
         public static let badTimezone = Code(rawValue: "bad_timezone")
         /// The server refused the token (or none was given).
         public static let unauthorized = Code(rawValue: "unauthorized")
+        /// The `wss://` server's certificate could not be verified (untrusted CA, wrong host name, expired).
+        public static let tlsVerificationFailed = Code(rawValue: "tls_verification_failed")
+        /// The TLS handshake failed for another reason (the server does not speak TLS, no common cipher).
+        public static let tlsFailed = Code(rawValue: "tls_failed")
         /// No TCP connection could be made.
         public static let serverUnreachable = Code(rawValue: "server_unreachable")
         /// The connection broke before the work was done.
@@ -91,10 +95,10 @@ public struct XferError: Error, Sendable, CustomStringConvertible {
             .integrityFailed, .fileTooLarge, .badName:
             return 65
         case .inputUnreadable: return 66
-        case .serverUnreachable, .connectionLost, .timeout, .handshakeTimeout: return 69
+        case .serverUnreachable, .connectionLost, .timeout, .handshakeTimeout, .tlsFailed: return 69
         case .serverFull, .shutdown, .diskFull, .storageFailed, .superseded: return 75
         case .replayWindowExceeded: return 69
-        case .unauthorized: return 77
+        case .unauthorized, .tlsVerificationFailed: return 77
         default: return 70
         }
     }

@@ -24,6 +24,8 @@ public struct ClientConfiguration: Sendable {
     public var connectTimeout: Double
     /// Largest frame accepted from the server.
     public var maxFrameSize: Int
+    /// How a `wss://` server is verified (ignored for `ws://`).
+    public var tls: ClientTLSSettings
 
     /// A configuration with the documented defaults.
     public init(
@@ -37,7 +39,8 @@ public struct ClientConfiguration: Sendable {
         pingInterval: Double = 20,
         pingTimeout: Double = 60,
         connectTimeout: Double = 10,
-        maxFrameSize: Int = 16 << 20
+        maxFrameSize: Int = 16 << 20,
+        tls: ClientTLSSettings = ClientTLSSettings()
     ) {
         self.server = server
         self.token = token
@@ -50,6 +53,7 @@ public struct ClientConfiguration: Sendable {
         self.pingTimeout = pingTimeout
         self.connectTimeout = connectTimeout
         self.maxFrameSize = maxFrameSize
+        self.tls = tls
     }
 
     /// The `hello` fields for this configuration.

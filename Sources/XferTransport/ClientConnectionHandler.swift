@@ -1,4 +1,5 @@
 import NIOCore
+import NIOSSL
 import NIOWebSocket
 import Synchronization
 import XferEvents
@@ -114,13 +115,19 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
         }
     }
 
-    /// The handler next to the socket, through which pre-built frames are written.
+    /// The handler next to the socket (or next to TLS, for `wss://`), through which pre-built frames are written.
     private var rawWriter: RawFrameWriter?
 
     func writeRaw(_ frame: ByteBuffer) {
         if self.rawWriter == nil, let context = self.context {
             let writer = RawFrameWriter()
-            try? context.pipeline.syncOperations.addHandler(writer, position: .first)
+            let operations = context.pipeline.syncOperations
+            // Frames are plaintext: with TLS they must still pass through the TLS handler on their way out.
+            if let tls = try? operations.handler(type: NIOSSLClientHandler.self) {
+                try? operations.addHandler(writer, position: .after(tls))
+            } else {
+                try? operations.addHandler(writer, position: .first)
+            }
             self.rawWriter = writer
         }
         self.rawWriter?.write(frame)

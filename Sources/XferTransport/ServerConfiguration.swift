@@ -26,6 +26,8 @@ public struct ServerConfiguration: Sendable {
     public var partialTTL: Double
     /// Event loop threads; defaults to the number of cores.
     public var threads: Int
+    /// Certificate and key for `wss://`; nil serves plain `ws://`.
+    public var tls: ServerTLSSettings?
 
     /// A configuration with the documented defaults.
     public init(
@@ -40,7 +42,8 @@ public struct ServerConfiguration: Sendable {
         maxTextBytes: Int = 1 << 20,
         maxFileSize: UInt64 = 1 << 40,
         partialTTL: Double = 7 * 86400,
-        threads: Int = System.coreCount
+        threads: Int = System.coreCount,
+        tls: ServerTLSSettings? = nil
     ) {
         self.host = host
         self.port = port
@@ -54,6 +57,7 @@ public struct ServerConfiguration: Sendable {
         self.maxFileSize = maxFileSize
         self.partialTTL = partialTTL
         self.threads = threads
+        self.tls = tls
     }
 
     /// The largest WebSocket frame the decoder accepts: a whole text message plus header room.

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import NIOWebSocket
 import XferEvents
 import XferProtocol
@@ -19,13 +20,11 @@ public enum XferClient {
         let loop = group.next()
         let outcome = OutcomeSlot(promise: loop.makePromise(of: ClientOutcome.self))
         let server = configuration.server
-        if server.tls {
-            outcome.complete(
-                .failed(
-                    XferError(.usage, "wss:// is not supported by this build yet: use ws:// (or put TLS in a proxy)"),
-                    afterWelcome: false
-                )
-            )
+        let sslContext: NIOSSLContext?
+        do {
+            sslContext = server.tls ? try configuration.tls.makeContext() : nil
+        } catch {
+            outcome.complete(.failed(error, afterWelcome: false))
             return outcome.futureResult
         }
         let bootstrap = ClientBootstrap(group: loop)
@@ -33,6 +32,11 @@ public enum XferClient {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        // TLS first: the HTTP upgrade and every frame after it travel inside it.
+                        let tls = try configuration.tls.makeHandler(context: sslContext, server: server)
+                        try channel.pipeline.syncOperations.addHandler(tls)
+                    }
                     let requestHandler = UpgradeRequestHandler(configuration: configuration, outcome: outcome)
                     let upgrader = NIOWebSocketClientUpgrader(
                         maxFrameSize: configuration.maxFrameSize,
@@ -187,6 +191,11 @@ final class UpgradeRequestHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let tlsError = ClientTLSSettings.describe(error, server: self.configuration.server) {
+            self.outcome.complete(.failed(tlsError, afterWelcome: false))
+            context.close(promise: nil)
+            return
+        }
         let message: String
         if error is NIOHTTPClientUpgradeError {
             message = "\(self.configuration.server) refused the WebSocket upgrade (\(error)): is it an xfer server?"
@@ -200,7 +209,11 @@ final class UpgradeRequestHandler: ChannelInboundHandler, RemovableChannelHandle
     func channelInactive(context: ChannelHandlerContext) {
         self.outcome.complete(
             .failed(
-                XferError(.connectionLost, "\(self.configuration.server) closed the connection during the upgrade"),
+                XferError(
+                    .connectionLost,
+                    "\(self.configuration.server) closed the connection during the upgrade"
+                        + (self.configuration.server.tls ? "" : " (if it serves TLS, use wss://)")
+                ),
                 afterWelcome: false
             )
         )

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import NIOWebSocket
 import Synchronization
 import XferEvents
@@ -37,6 +38,8 @@ public final class XferServer: Sendable {
     public func start() async throws -> Int {
         let context = self.context
         let configuration = context.configuration
+        // Loaded once, before binding: a bad certificate or key stops `serve` with a clear error at start.
+        let sslContext = try configuration.tls?.makeContext()
         let bootstrap = ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 1024)
             // SPEC.md: a restarted server binds its port again at once.
@@ -46,6 +49,9 @@ public final class XferServer: Sendable {
 
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                    }
                     try Self.initializeConnection(channel: channel, server: context)
                 }
             }
@@ -62,7 +68,13 @@ public final class XferServer: Sendable {
         self.scheduleCleanup(on: channel.eventLoop)
         let port = channel.localAddress?.port ?? configuration.port
         context.sink.emit(
-            .listening(host: configuration.host, port: port, dir: configuration.directory, pid: Int(getpid()))
+            .listening(
+                host: configuration.host,
+                port: port,
+                dir: configuration.directory,
+                pid: Int(getpid()),
+                tls: configuration.tls != nil
+            )
         )
         return port
     }

@@ -1,13 +1,14 @@
 import ArgumentParser
 import Foundation
 import XferProtocol
+import XferTransport
 
 /// Options every client command shares.
 struct ClientOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Server to connect to: ws://HOST:PORT[/PATH] or HOST:PORT (env XFER_SERVER, default ws://127.0.0.1:8000).",
+            "Server to connect to: ws://HOST:PORT[/PATH], wss://... (TLS) or HOST:PORT (env XFER_SERVER, default ws://127.0.0.1:8000).",
             valueName: "url"
         )
     )
@@ -25,7 +26,28 @@ struct ClientOptions: ParsableArguments {
     )
     var timezone: String?
 
+    @Option(
+        name: .customLong("tls-ca"),
+        help: ArgumentHelp(
+            "PEM file of CA certificates (or a self-signed server certificate) to trust for wss:// (env XFER_TLS_CA).",
+            valueName: "file"
+        )
+    )
+    var tlsCA: String?
+
+    @Flag(
+        name: .long,
+        help: "Do not verify the wss:// server's certificate or host name (the traffic is still encrypted)."
+    )
+    var insecure = false
+
     @OptionGroup var heartbeat: HeartbeatOptions
+
+    /// How to verify a `wss://` server: `--insecure`, `--tls-ca` or XFER_TLS_CA, else the system's roots.
+    var tlsSettings: ClientTLSSettings {
+        let caFile = self.tlsCA ?? ProcessInfo.processInfo.environment["XFER_TLS_CA"].flatMap { $0.isEmpty ? nil : $0 }
+        return ClientTLSSettings(caFile: caFile, insecure: self.insecure)
+    }
 
     /// The server URL from the option, the environment, or the default.
     func serverURL() throws(XferError) -> ServerURL {
@@ -49,6 +71,9 @@ struct ClientOptions: ParsableArguments {
     func validate() throws {
         if let server = self.server {
             do { _ = try ServerURL(parsing: server) } catch { throw ValidationError(error.message) }
+        }
+        if self.insecure && self.tlsCA != nil {
+            throw ValidationError("use either --tls-ca FILE (verify against that CA) or --insecure (no verification)")
         }
         try self.heartbeat.validate()
     }

@@ -49,7 +49,8 @@ struct ListenCommand: AsyncParsableCommand {
             role: "listen",
             name: self.name,
             pingInterval: self.client.heartbeat.pingInterval,
-            pingTimeout: self.client.heartbeat.pingTimeout
+            pingTimeout: self.client.heartbeat.pingTimeout,
+            tls: self.client.tlsSettings
         )
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()

@@ -54,7 +54,8 @@ struct SendCommand: AsyncParsableCommand {
             relayTo: self.to,
             relayToAll: self.all,
             pingInterval: self.client.heartbeat.pingInterval,
-            pingTimeout: self.client.heartbeat.pingTimeout
+            pingTimeout: self.client.heartbeat.pingTimeout,
+            tls: self.client.tlsSettings
         )
         let source = self.texts.isEmpty ? LineSource(fd: 0) : LineSource(lines: self.texts)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)

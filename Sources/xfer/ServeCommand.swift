@@ -37,6 +37,18 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Token clients must present (env XFER_TOKEN).", valueName: "token"))
     var token: String?
 
+    @Option(
+        name: .customLong("tls-cert"),
+        help: ArgumentHelp("PEM certificate chain to serve wss:// with (needs --tls-key).", valueName: "file")
+    )
+    var tlsCert: String?
+
+    @Option(
+        name: .customLong("tls-key"),
+        help: ArgumentHelp("PEM private key of --tls-cert.", valueName: "file")
+    )
+    var tlsKey: String?
+
     @OptionGroup var heartbeat: HeartbeatOptions
 
     @Option(name: .long, help: ArgumentHelp("Most simultaneous connections; more get HTTP 503.", valueName: "n"))
@@ -85,6 +97,9 @@ struct ServeCommand: AsyncParsableCommand {
         guard (0...65535).contains(self.port) else {
             throw ValidationError("--port must be between 0 and 65535 (0 picks a free port)")
         }
+        if (self.tlsCert == nil) != (self.tlsKey == nil) {
+            throw ValidationError("TLS needs both --tls-cert FILE and --tls-key FILE (or neither, for plain ws://)")
+        }
         guard self.maxConnections > 0 else { throw ValidationError("--max-connections must be at least 1") }
         guard self.maxTextBytes > 0, self.maxTextBytes <= 64 << 20 else {
             throw ValidationError("--max-text-bytes must be between 1 and 67108864")
@@ -112,7 +127,10 @@ struct ServeCommand: AsyncParsableCommand {
             maxConnections: self.maxConnections,
             maxTextBytes: self.maxTextBytes,
             maxFileSize: ByteSize.parse(self.maxFileSize) ?? (1 << 40),
-            partialTTL: self.keepPartial * 86400
+            partialTTL: self.keepPartial * 86400,
+            tls: self.tlsCert.flatMap { cert in
+                self.tlsKey.map { ServerTLSSettings(certificateFile: cert, keyFile: $0) }
+            }
         )
         let sink = FileDescriptorSink()
         let server = XferServer(

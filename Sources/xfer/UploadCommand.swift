@@ -108,7 +108,8 @@ struct UploadCommand: AsyncParsableCommand {
                 timezone: timezone,
                 role: "upload",
                 pingInterval: self.client.heartbeat.pingInterval,
-                pingTimeout: self.client.heartbeat.pingTimeout
+                pingTimeout: self.client.heartbeat.pingTimeout,
+                tls: self.client.tlsSettings
             )
             if let error = await self.upload(job, configuration: configuration, group: group, sink: sink) {
                 let (resumedFrom, verified) = try await loop.submit { (job.resumedFrom ?? 0, job.acknowledgedBytes) }

@@ -3,6 +3,7 @@
 
 Each mode prints one JSON object per line on stdout describing what happened, so the Swift tests can check it:
   plain URL TZ TEXT...      Python `websockets` client: sends TZ, then each TEXT; prints each reply and the close.
+                            For a wss:// URL it trusts the PEM file named by $WSPEER_CA.
   raw URL TZ HEXPAYLOAD     raw socket client: upgrades, sends TZ, then one text frame with the given bytes
                             (hex), prints the close code it receives.
   silent URL TZ SECONDS     raw socket client: upgrades, sends TZ, then neither reads nor writes for SECONDS
@@ -20,6 +21,15 @@ import time
 from urllib.parse import urlparse
 
 
+def tls_options(url):
+    """For wss:// URLs: an SSL context trusting the PEM file in $WSPEER_CA (or the system's roots)."""
+    if not url.startswith("wss://"):
+        return {}
+    import ssl
+
+    return {"ssl": ssl.create_default_context(cafile=os.environ.get("WSPEER_CA"))}
+
+
 def out(obj):
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -28,7 +38,7 @@ def out(obj):
 async def plain(url, tz, texts):
     import websockets
 
-    async with websockets.connect(url, max_size=None) as ws:
+    async with websockets.connect(url, max_size=None, **tls_options(url)) as ws:
         await ws.send(tz)
         for text in texts:
             await ws.send(text)

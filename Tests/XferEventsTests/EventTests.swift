@@ -6,7 +6,10 @@ import XferEvents
 @Suite struct EventTests {
     /// One event of every factory, with every optional field set, and the keys each must carry after `time`.
     static let allEvents: [(Event, [String])] = [
-        (.listening(host: "0.0.0.0", port: 8000, dir: "/srv/inbox", pid: 42), ["host", "port", "dir", "pid"]),
+        (
+            .listening(host: "0.0.0.0", port: 8000, dir: "/srv/inbox", pid: 42, tls: true),
+            ["host", "port", "dir", "pid", "tls"]
+        ),
         (
             .clientConnected(
                 client: 3,

@@ -9,7 +9,7 @@ import XferProtocol
         (.inputUnreadable, 66),
         (.serverUnreachable, 69), (.connectionLost, 69), (.timeout, 69), (.handshakeTimeout, 69),
         (.serverFull, 75), (.shutdown, 75),
-        (.unauthorized, 77),
+        (.unauthorized, 77), (.tlsVerificationFailed, 77), (.tlsFailed, 69),
         (.internalError, 70), (.badCommand, 70), (XferError.Code(rawValue: "something_new"), 70),
         // Uploads: refused content is 65, a full or failing server is worth retrying (75).
         (.corruptBlock, 65), (.checksumFailed, 65), (.integrityFailed, 65), (.fileTooLarge, 65), (.badName, 65),
