@@ -65,6 +65,8 @@ final class UploadReceiver: @unchecked Sendable {
     private let clientID: Int
     private let loop: EventLoop
     private let io = DispatchQueue(label: "xfer.upload.io")
+    /// SHA-256 of the written blocks, in order, beside the I/O queue: hashing then costs the writer no time.
+    private let hashing = DispatchQueue(label: "xfer.upload.hash")
     private let send: (WireMessage) -> Void
     private let fail: (XferError.Code, String) -> Void
     private let closeChannel: @Sendable () -> Void
@@ -97,6 +99,7 @@ final class UploadReceiver: @unchecked Sendable {
     /// State owned by the I/O queue.
     final class IOState: @unchecked Sendable {
         var upload: PartialUpload?
+        /// Set on the I/O queue when the upload opens, before any block; then updated only on the hash queue.
         var hasher = SHA256()
         let codec = BlockCodec(level: 0)
         var scratch = ByteBufferAllocator().buffer(capacity: 0)
@@ -259,8 +262,9 @@ final class UploadReceiver: @unchecked Sendable {
             self.setReading(false)
         }
         let work = self.work
+        let hashing = self.hashing
         self.io.async {
-            let outcome = Self.verifyAndWrite(block, work: work)
+            let outcome = Self.verifyAndWrite(block, work: work, hashing: hashing)
             self.loop.execute { self.blockProcessed(block, offer: offer, outcome: outcome) }
         }
     }
@@ -272,8 +276,12 @@ final class UploadReceiver: @unchecked Sendable {
         case failed(XferError)
     }
 
-    /// On the I/O queue: checks and writes one block in order.
-    private static func verifyAndWrite(_ block: WireMessage.Block, work: IOState) -> BlockOutcome {
+    /// On the I/O queue: checks and writes one block in order, then hands it to `hashing` for the SHA-256.
+    private static func verifyAndWrite(
+        _ block: WireMessage.Block,
+        work: IOState,
+        hashing: DispatchQueue
+    ) -> BlockOutcome {
         guard let upload = work.upload else { return .dropped }
         guard block.offset == upload.verifiedOffset else {
             // Queued behind a block that failed: the client resends from the failed one.
@@ -307,12 +315,14 @@ final class UploadReceiver: @unchecked Sendable {
             )
         }
         do {
-            try raw.withUnsafeReadableBytes { raw throws(XferError) in
-                try upload.append(raw)
-                work.hasher.update(bufferPointer: raw)
-            }
+            try raw.withUnsafeReadableBytes { raw throws(XferError) in try upload.append(raw) }
         } catch {
             return .failed(error)
+        }
+        // `raw` shares its storage with the closure: reusing `work.scratch` for the next block copies on write.
+        let written = raw
+        hashing.async {
+            written.withUnsafeReadableBytes { work.hasher.update(bufferPointer: $0) }
         }
         let keep = 32 * 1024
         if raw.readableBytes >= keep {
@@ -369,10 +379,12 @@ final class UploadReceiver: @unchecked Sendable {
 
     private func finishReceived(offer: UploadOffer, size: UInt64, sha: [UInt8]) {
         let work = self.work
+        let hashing = self.hashing
         self.io.async {
             let result: Result<(String, String, String), XferError>
             if let upload = work.upload {
-                let digest = Array(work.hasher.finalize())
+                // Every written block was queued for hashing before this point: wait for the last one.
+                let digest = hashing.sync { Array(work.hasher.finalize()) }
                 if digest != sha || upload.verifiedOffset != size {
                     upload.discard()
                     work.upload = nil
