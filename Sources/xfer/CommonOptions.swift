@@ -49,6 +49,19 @@ struct ClientOptions: ParsableArguments {
         return ClientTLSSettings(caFile: caFile, insecure: self.insecure)
     }
 
+    /// The configuration every client command starts from: these options for `role` at `server`.
+    func configuration(role: String, server: ServerURL, timezone: String) -> ClientConfiguration {
+        ClientConfiguration(
+            server: server,
+            token: self.resolvedToken,
+            timezone: timezone,
+            role: role,
+            pingInterval: self.heartbeat.pingInterval,
+            pingTimeout: self.heartbeat.pingTimeout,
+            tls: self.tlsSettings
+        )
+    }
+
     /// The server URL from the option, the environment, or the default.
     func serverURL() throws(XferError) -> ServerURL {
         let text = self.server ?? ProcessInfo.processInfo.environment["XFER_SERVER"] ?? ServerURL.defaultValue

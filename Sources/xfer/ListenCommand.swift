@@ -42,16 +42,12 @@ struct ListenCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let configuration = ClientConfiguration(
-            server: try self.client.serverURL(),
-            token: self.client.resolvedToken,
-            timezone: try self.client.resolvedTimezone(),
+        var configuration = self.client.configuration(
             role: "listen",
-            name: self.name,
-            pingInterval: self.client.heartbeat.pingInterval,
-            pingTimeout: self.client.heartbeat.pingTimeout,
-            tls: self.client.tlsSettings
+            server: try self.client.serverURL(),
+            timezone: try self.client.resolvedTimezone()
         )
+        configuration.name = self.name
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         let stopper = SessionStopper()

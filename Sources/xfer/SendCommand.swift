@@ -46,17 +46,13 @@ struct SendCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let configuration = ClientConfiguration(
-            server: try self.client.serverURL(),
-            token: self.client.resolvedToken,
-            timezone: try self.client.resolvedTimezone(),
+        var configuration = self.client.configuration(
             role: "send",
-            relayTo: self.to,
-            relayToAll: self.all,
-            pingInterval: self.client.heartbeat.pingInterval,
-            pingTimeout: self.client.heartbeat.pingTimeout,
-            tls: self.client.tlsSettings
+            server: try self.client.serverURL(),
+            timezone: try self.client.resolvedTimezone()
         )
+        configuration.relayTo = self.to
+        configuration.relayToAll = self.all
         let source = self.texts.isEmpty ? LineSource(fd: 0) : LineSource(lines: self.texts)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let role = UncheckedBox(SendRole(source: source, window: self.window))

@@ -102,14 +102,10 @@ struct UploadCommand: AsyncParsableCommand {
                 showProgress: isatty(2) == 1
             )
             // The upload id in the URL lets a load balancer send every connection of one upload to one server.
-            let configuration = ClientConfiguration(
-                server: server.addingQuery("upload", job.id),
-                token: self.client.resolvedToken,
-                timezone: timezone,
+            let configuration = self.client.configuration(
                 role: "upload",
-                pingInterval: self.client.heartbeat.pingInterval,
-                pingTimeout: self.client.heartbeat.pingTimeout,
-                tls: self.client.tlsSettings
+                server: server.addingQuery("upload", job.id),
+                timezone: timezone
             )
             if let error = await self.upload(job, configuration: configuration, group: group, sink: sink) {
                 let (resumedFrom, verified) = try await loop.submit { (job.resumedFrom ?? 0, job.acknowledgedBytes) }
