@@ -19,9 +19,14 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]
         ),
         .target(
+            name: "CXferCRC",
+            linkerSettings: [.linkedLibrary("z")]
+        ),
+        .target(
             name: "XferProtocol",
             dependencies: [
                 "CXferZlib",
+                "CXferCRC",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

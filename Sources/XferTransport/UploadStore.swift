@@ -204,6 +204,7 @@ final class LocalPartialUpload: PartialUpload {
         self.base = base
         self.fd = fd
         self.verifiedOffset = offset
+        self.droppedOffset = offset
     }
 
     deinit {
@@ -240,9 +241,34 @@ final class LocalPartialUpload: PartialUpload {
         }
         // Start writing this block to disk now (without waiting), so that the fdatasync before the final rename
         // has little left to do instead of the whole file.
-        _ = cSyncFileRange(self.fd, off_t(self.verifiedOffset), off_t(bytes.count), 2)  // SYNC_FILE_RANGE_WRITE
+        _ = cSyncFileRange(self.fd, off_t(self.verifiedOffset), off_t(bytes.count), Self.syncWrite)
         self.verifiedOffset = end
+        self.dropBehind()
         try self.writeSidecar()
+    }
+
+    /// Bytes written but still in the page cache, at most: older ones are dropped once they are on disk.
+    static let cachedBytes: UInt64 = 16 << 20
+    static let syncWrite: UInt32 = 2  // SYNC_FILE_RANGE_WRITE
+    static let syncWaitWriteWait: UInt32 = 1 | 2 | 4  // SYNC_FILE_RANGE_WAIT_BEFORE | _WRITE | _WAIT_AFTER
+    /// Everything before this offset is on disk and out of the page cache.
+    private var droppedOffset: UInt64 = 0
+
+    /// Drop-behind: waits until the bytes more than `cachedBytes` behind the end are on disk, then drops them from
+    /// the page cache. An upload then occupies a few MiB of cache instead of its whole size: it does not push other
+    /// files out, and the kernel reuses the same pages instead of taking fresh ones (which on this VM kind costs
+    /// more than the copy itself: 1 GiB took 3.3 s instead of 0.7 s). The wait costs the upload nothing in the
+    /// end, since every byte has to reach the disk before the client hears that the file is saved.
+    private func dropBehind() {
+        guard self.verifiedOffset >= self.droppedOffset + 2 * Self.cachedBytes else { return }
+        let upTo = self.verifiedOffset - Self.cachedBytes
+        let start = off_t(self.droppedOffset)
+        let count = off_t(upTo - self.droppedOffset)
+        // Failures are not fatal here: the fdatasync before the rename reports any write error.
+        if cSyncFileRange(self.fd, start, count, Self.syncWaitWriteWait) == 0 {
+            _ = posix_fadvise(self.fd, start, count, Int32(POSIX_FADV_DONTNEED))
+        }
+        self.droppedOffset = upTo
     }
 
     /// Rewrites the sidecar atomically (temporary file, then rename): it never claims bytes not yet written.

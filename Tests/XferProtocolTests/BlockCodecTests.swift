@@ -42,6 +42,25 @@ import XferProtocol
         #expect([UInt8]().withUnsafeBytes { BlockCodec.crc32($0) } == 0)
     }
 
+    /// The folded CRC-32 must equal zlib's for every length (the fold starts at 64 bytes, steps by 64, then 16, and
+    /// ends with a tail) and every alignment, including a whole 1 MiB block.
+    @Test func crc32EqualsZlibsAtEveryLengthAndAlignment() {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<(1 << 20) + 16).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        bytes.withUnsafeBytes { all in
+            for count in Array(0...300) + [1023, 4096, 65_537, 1 << 20] {
+                for start in [0, 1, 7, 15] {
+                    let slice = UnsafeRawBufferPointer(rebasing: all[start..<(start + count)])
+                    #expect(BlockCodec.crc32(slice) == BlockCodec.referenceCRC32(slice), "length \(count) at +\(start)")
+                }
+            }
+        }
+        #if arch(x86_64)
+        // Every x86_64 machine this runs on has PCLMULQDQ: make sure the fast path is the one being checked.
+        #expect(BlockCodec.crc32IsAccelerated)
+        #endif
+    }
+
     @Test func compressibleBlocksAreZlibAndRoundTrip() throws {
         let codec = BlockCodec(level: 1)
         let (encoding, payload) = Self.encode(Self.text, codec: codec)
