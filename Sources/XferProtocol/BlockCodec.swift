@@ -2,6 +2,12 @@ import CXferCRC
 import CXferZlib
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// How one upload block travels: compressed with zlib, or raw when that would not make it smaller.
 public enum BlockEncoding: UInt8, Sendable {
     /// The payload is the block's bytes as they are.
@@ -60,27 +66,57 @@ public final class BlockCodec: @unchecked Sendable {
     /// Spots sampled across a block (start, middle, end...): media files often start with a compressible header.
     public static let sampleCount = 4
 
+    /// Byte entropy (bits per byte) at or above which a sample is taken for random or already compressed: Huffman
+    /// coding alone cannot save 10% of such bytes. Measured on 4 KiB samples: random data 7.95, gzip, zstd and xz
+    /// output 7.89 or more, PNG images 7.7-7.9 (median); text 4.3-4.5, base64 6.0, hex 4.0.
+    public static let incompressibleEntropy = 7.6
+
+    /// Order-0 entropy of `bytes` in bits per byte (0 for no bytes): a byte histogram, about 3 us per 4 KiB.
+    public static func entropy(_ bytes: UnsafeRawBufferPointer) -> Double {
+        guard !bytes.isEmpty else { return 0 }
+        return withUnsafeTemporaryAllocation(of: Int32.self, capacity: 256) { counts in
+            counts.initialize(repeating: 0)
+            for byte in bytes { counts[Int(byte)] &+= 1 }
+            let total = Double(bytes.count)
+            var sum = 0.0
+            for count in counts where count > 0 {
+                let share = Double(count) / total
+                sum -= share * log2(share)
+            }
+            return sum
+        }
+    }
+
     /// Whether `raw` looks compressible: level-1 deflate of a few spread samples must save at least 10%.
     ///
-    /// Costs about 0.1 ms per block, so random or already-compressed data (JPEG, MP4) burns almost no
-    /// compression CPU.
+    /// The samples' byte entropy is looked at first: when every one scores at least `incompressibleEntropy`, the
+    /// block is taken for random or already compressed data without running deflate at all (deflate on such bytes
+    /// runs at about 65 MB/s, and four probes cost 0.3 ms per 1 MiB block, 15% of a random upload's client CPU).
+    /// Random or already-compressed data (JPEG, MP4) therefore burns almost no compression CPU.
     public func looksCompressible(_ raw: UnsafeRawBufferPointer) -> Bool {
         guard raw.count > 256 else { return raw.count > 64 }
         let size = min(Self.sampleSize, raw.count)
         let spots = raw.count <= size * Self.sampleCount ? 1 : Self.sampleCount
+        func sample(_ spot: Int) -> UnsafeRawBufferPointer {
+            let start = spots == 1 ? 0 : (raw.count - size) * spot / (spots - 1)
+            return UnsafeRawBufferPointer(rebasing: raw[start..<(start + size)])
+        }
+        if (0..<spots).allSatisfy({ Self.entropy(sample($0)) >= Self.incompressibleEntropy }) {
+            return false
+        }
         var input = 0
         var output = 0
         if self.scratch.count < Int(deflateBound(&self.sampler, uLong(size))) {
             self.scratch = [UInt8](repeating: 0, count: Int(deflateBound(&self.sampler, uLong(size))) + 64)
         }
         for spot in 0..<spots {
-            let start = spots == 1 ? 0 : (raw.count - size) * spot / (spots - 1)
+            let probe = sample(spot)
             deflateReset(&self.sampler)
             let produced = self.scratch.withUnsafeMutableBytes { out -> Int in
                 self.sampler.next_in = UnsafeMutablePointer(
-                    mutating: raw.baseAddress!.advanced(by: start).assumingMemoryBound(to: Bytef.self)
+                    mutating: probe.baseAddress!.assumingMemoryBound(to: Bytef.self)
                 )
-                self.sampler.avail_in = uInt(size)
+                self.sampler.avail_in = uInt(probe.count)
                 self.sampler.next_out = out.baseAddress!.assumingMemoryBound(to: Bytef.self)
                 self.sampler.avail_out = uInt(out.count)
                 _ = deflate(&self.sampler, Z_FINISH)

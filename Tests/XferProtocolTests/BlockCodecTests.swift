@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import Testing
 import XferProtocol
@@ -78,6 +79,29 @@ import XferProtocol
         #expect(encoding == .raw)
         #expect(payload == random)
         #expect(!random.withUnsafeBytes { codec.looksCompressible($0) })
+    }
+
+    @Test func entropyTellsRandomFromTextAndBase64() {
+        let random = Self.randomBytes(4096, seed: 7)
+        #expect(random.withUnsafeBytes { BlockCodec.entropy($0) } > BlockCodec.incompressibleEntropy)
+        #expect(Self.text.withUnsafeBytes { BlockCodec.entropy($0) } < 6)
+        let base64 = Array(Data(random).base64EncodedString().utf8)
+        let entropy = base64.withUnsafeBytes { BlockCodec.entropy($0) }
+        #expect(entropy > 5.9 && entropy < 6.01)
+        #expect([UInt8](repeating: 65, count: 4096).withUnsafeBytes { BlockCodec.entropy($0) } == 0)
+        #expect([UInt8]().withUnsafeBytes { BlockCodec.entropy($0) } == 0)
+    }
+
+    /// High-entropy bytes skip deflate; bytes that deflate well despite a high-entropy alphabet (a short random
+    /// run repeated) still score below the threshold and are compressed.
+    @Test func repeatedRandomRunsAreStillCompressed() throws {
+        let codec = BlockCodec(level: 1)
+        let run = Self.randomBytes(64, seed: 3)
+        let repeated = Array((0..<(256 * 1024 / 64)).map { _ in run }.joined())
+        #expect(repeated.withUnsafeBytes { codec.looksCompressible($0) })
+        let (encoding, payload) = Self.encode(repeated, codec: codec)
+        #expect(encoding == .zlib)
+        #expect(payload.count < repeated.count / 10)
     }
 
     @Test func levelZeroNeverCompresses() {
