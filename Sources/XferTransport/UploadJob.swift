@@ -50,6 +50,8 @@ public final class UploadJob: @unchecked Sendable {
     /// Used only on `readQueue`, to decide whether a block is worth compressing.
     private let sampler = BlockCodec(level: 1)
     private let readState = ReadState()
+    /// Frame buffers, back from the server's acknowledgement for the next reads.
+    private let pool: BufferPool
     /// Incremented when the read position jumps (a resume from an offset outside the retained blocks):
     /// work scheduled before that is stale. Read on the queues, written on the loop.
     private let generation = Atomic<Int>(0)
@@ -106,12 +108,12 @@ public final class UploadJob: @unchecked Sendable {
             return got == count ? bytes : []
         }
 
-        func remember(_ raw: ByteBuffer, endingAt end: UInt64) {
-            let count = min(Self.dictionarySize, raw.readableBytes)
-            if count == Self.dictionarySize || self.tailEnd != end - UInt64(raw.readableBytes) {
-                self.tail = raw.getBytes(at: raw.readerIndex + raw.readableBytes - count, length: count) ?? []
+        func remember(_ raw: UnsafeRawBufferPointer, endingAt end: UInt64) {
+            let count = min(Self.dictionarySize, raw.count)
+            if count == Self.dictionarySize || self.tailEnd != end - UInt64(raw.count) {
+                self.tail = Array(raw[(raw.count - count)...])
             } else {
-                self.tail = Array((self.tail + raw.readableBytesView).suffix(Self.dictionarySize))
+                self.tail = Array((self.tail + raw).suffix(Self.dictionarySize))
             }
             self.tailEnd = end
         }
@@ -159,6 +161,11 @@ public final class UploadJob: @unchecked Sendable {
         self.encodeQueues = (0..<settings.encoders).map { DispatchQueue(label: "xfer.upload.encode.\($0)") }
         self.codecs = (0..<settings.encoders).map { _ in BlockCodec(level: settings.level) }
         self.hashState = HashState()
+        // Room for a whole frame, including zlib's worst case of slight growth on incompressible input.
+        self.pool = BufferPool(
+            capacity: Self.payloadStart + settings.blockSize + settings.blockSize / 64 + 4096,
+            limit: settings.window + settings.encoders + 2
+        )
         self.endOffset = source.size
         self.progressBar = showProgress ? ProgressBar(name: name, total: source.size) : nil
     }
@@ -303,7 +310,7 @@ public final class UploadJob: @unchecked Sendable {
         }
         self.ackedOffset = offset
         while let first = self.inFlight.first, first.offset + UInt64(first.rawLength) <= offset {
-            self.inFlight.removeFirst()
+            self.pool.give(self.inFlight.removeFirst().frame)
         }
         self.report(progressAt: offset, force: false)
         self.pump()
@@ -392,6 +399,7 @@ public final class UploadJob: @unchecked Sendable {
         let source = self.source
         let hashState = self.hashState
         let hashQueue = self.hashQueue
+        let pool = self.pool
         let index = Int(offset / UInt64(blockSize))
         let encodeQueue = self.encodeQueues[index % self.encodeQueues.count]
         let codec = self.codecs[index % self.codecs.count]
@@ -400,10 +408,13 @@ public final class UploadJob: @unchecked Sendable {
             guard generation == self.generation.load(ordering: .sequentiallyConsistent) else {
                 return self.loop.execute { self.preparedStale() }
             }
-            var raw = ByteBufferAllocator().buffer(capacity: blockSize)
+            // The block is read straight into its frame, after room for the WebSocket and block headers: a raw
+            // block is then masked in place and sent from the buffer it was read into.
+            var frame = pool.take()
+            frame.moveWriterIndex(forwardBy: Self.payloadStart)
             let count: Int
             do {
-                count = try raw.writeWithUnsafeMutableBytes(minimumWritableBytes: blockSize) {
+                count = try frame.writeWithUnsafeMutableBytes(minimumWritableBytes: blockSize) {
                     target throws(XferError) in
                     try source.read(at: offset, count: expected ?? blockSize, into: target)
                 }
@@ -425,46 +436,102 @@ public final class UploadJob: @unchecked Sendable {
                 self.loop.execute { self.streamEnded(at: end) }
             }
             guard count > 0 else {
+                pool.give(frame)
                 return self.loop.execute { self.prepared(nil, offset: offset, generation: generation) }
             }
-            let crc = raw.withUnsafeReadableBytes { BlockCodec.crc32($0) }
             let sampler = self.sampler
-            let compressible = codec.level > 0 && raw.withUnsafeReadableBytes { sampler.looksCompressible($0) }
+            let (crc, compressible) = frame.withUnsafeReadableBytes { bytes in
+                let raw = UnsafeRawBufferPointer(rebasing: bytes[Self.payloadStart...])
+                // Remembered for every block: the next one may compress and needs these bytes as its dictionary.
+                self.readState.remember(raw, endingAt: offset + UInt64(count))
+                return (BlockCodec.crc32(raw), codec.level > 0 && sampler.looksCompressible(raw))
+            }
+            guard compressible else {
+                // The hash queue reads the block and then masks it in place: the box holds the only reference.
+                let box = BufferBox(consume frame)
+                hashQueue.async {
+                    box.buffer.withUnsafeReadableBytes {
+                        hashState.hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[Self.payloadStart...]))
+                    }
+                    let block = Self.sealRawFrame(&box.buffer, offset: offset, count: count, crc: crc)
+                    self.loop.execute { self.prepared(block, offset: offset, generation: generation) }
+                }
+                return
+            }
             // The previous 32 KiB of the upload are this block's preset dictionary: compressing blocks
             // independently (in parallel) then costs almost nothing in ratio.
             let dictionary = self.readState.dictionary(before: offset, source: source)
-            self.readState.remember(raw, endingAt: offset + UInt64(count))
-            let hashed = raw
-            hashQueue.async { hashed.withUnsafeReadableBytes { hashState.hasher.update(bufferPointer: $0) } }
-            let block = raw
+            let raw = frame
+            hashQueue.async {
+                raw.withUnsafeReadableBytes {
+                    hashState.hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[Self.payloadStart...]))
+                }
+            }
             encodeQueue.async {
-                let block = Self.encode(
-                    block,
-                    offset: offset,
-                    crc: crc,
-                    compress: compressible,
-                    dictionary: dictionary,
-                    codec: codec
-                )
+                let block = raw.withUnsafeReadableBytes {
+                    Self.encode(
+                        UnsafeRawBufferPointer(rebasing: $0[Self.payloadStart...]),
+                        into: pool.take(),
+                        offset: offset,
+                        crc: crc,
+                        dictionary: dictionary,
+                        codec: codec
+                    )
+                }
+                pool.give(raw)
                 self.loop.execute { self.prepared(block, offset: offset, generation: generation) }
             }
         }
     }
 
-    /// Builds the whole wire frame of a block on an encoder queue: WebSocket header, then the masked payload
-    /// (block header and data). Written to the socket as is, it never goes through NIO's byte-wise masking.
+    /// Where a block's bytes start in its frame buffer: after the longest WebSocket client header and the block
+    /// header.
+    static let payloadStart = WebSocketMasking.maxClientHeaderSize + WireMessage.Block.headerSize
+
+    /// Turns a buffer holding `count` raw bytes at `payloadStart` into the block's whole wire frame, in place: block
+    /// header, WebSocket header, payload masked. Written to the socket as is, it never goes through NIO's
+    /// byte-wise masking.
+    private static func sealRawFrame(_ frame: inout ByteBuffer, offset: UInt64, count: Int, crc: UInt32) -> PreparedBlock {
+        let reserved = WebSocketMasking.maxClientHeaderSize
+        let end = frame.writerIndex
+        frame.moveWriterIndex(to: reserved)
+        let header = WireMessage.Block(
+            offset: offset,
+            rawLength: UInt32(count),
+            crc32: crc,
+            encoding: .raw,
+            payload: ByteBuffer()
+        )
+        WireMessage.writeBlockHeader(header, into: &frame)
+        frame.moveWriterIndex(to: end)
+        let key = (0..<4).map { _ in UInt8.random(in: 0...255) }
+        frame.withUnsafeMutableReadableBytes {
+            WebSocketMasking.apply(UnsafeMutableRawBufferPointer(rebasing: $0[reserved...]), key: key)
+        }
+        let start = WebSocketMasking.writeClientBinaryHeader(
+            length: end - reserved,
+            key: key,
+            into: &frame,
+            reserved: reserved
+        )
+        frame.moveReaderIndex(to: start)
+        return PreparedBlock(offset: offset, rawLength: count, frame: frame, maskKey: key, payloadStart: reserved - start)
+    }
+
+    /// Builds the whole wire frame of a block that looked compressible into `out`, on an encoder queue: WebSocket
+    /// header, then the masked payload (block header and zlib data, or the raw bytes when zlib did not shrink them).
     private static func encode(
-        _ raw: ByteBuffer,
+        _ raw: UnsafeRawBufferPointer,
+        into out: consuming ByteBuffer,
         offset: UInt64,
         crc: UInt32,
-        compress: Bool,
         dictionary: [UInt8],
         codec: BlockCodec
     ) -> PreparedBlock {
+        var out = out
         let reserved = WebSocketMasking.maxClientHeaderSize
         let headerSize = WireMessage.Block.headerSize
-        let count = raw.readableBytes
-        var out = ByteBufferAllocator().buffer(capacity: reserved + headerSize + (compress ? count / 2 : count))
+        let count = raw.count
         out.moveWriterIndex(forwardBy: reserved)
         let header = WireMessage.Block(
             offset: offset,
@@ -475,24 +542,10 @@ public final class UploadJob: @unchecked Sendable {
         )
         WireMessage.writeBlockHeader(header, into: &out)
         let key = (0..<4).map { _ in UInt8.random(in: 0...255) }
-        var encoding = BlockEncoding.raw
-        if compress {
-            encoding = raw.withUnsafeReadableBytes {
-                codec.encode($0, into: &out, knownCompressible: true, dictionary: dictionary)
-            }
-            out.setInteger(encoding.rawValue, at: reserved + headerSize - 1)
-            out.withUnsafeMutableReadableBytes {
-                WebSocketMasking.apply(UnsafeMutableRawBufferPointer(rebasing: $0[reserved...]), key: key)
-            }
-        } else {
-            // One pass: copy and mask together.
-            out.withUnsafeMutableReadableBytes {
-                WebSocketMasking.apply(UnsafeMutableRawBufferPointer(rebasing: $0[reserved...]), key: key)
-            }
-            out.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { target in
-                raw.withUnsafeReadableBytes { WebSocketMasking.copy($0, to: target, key: key, phase: headerSize) }
-                return count
-            }
+        let encoding = codec.encode(raw, into: &out, knownCompressible: true, dictionary: dictionary)
+        out.setInteger(encoding.rawValue, at: reserved + headerSize - 1)
+        out.withUnsafeMutableReadableBytes {
+            WebSocketMasking.apply(UnsafeMutableRawBufferPointer(rebasing: $0[reserved...]), key: key)
         }
         let payloadLength = out.readableBytes - reserved
         let start = WebSocketMasking.writeClientBinaryHeader(

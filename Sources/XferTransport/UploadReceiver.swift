@@ -130,13 +130,14 @@ final class UploadReceiver: @unchecked Sendable {
         self.work = IOState()
     }
 
-    /// A control message for the upload arrived.
-    func received(_ message: WireMessage) {
+    /// A control message for the upload arrived. `frameBuffer` is the buffer a block's payload lives in; it goes
+    /// back to the server's pool once the block is written and hashed.
+    func received(_ message: WireMessage, frameBuffer: ByteBuffer? = nil) {
         switch (message, self.state) {
         case (.offer(let fields), .awaitingOffer):
             self.offerReceived(fields)
         case (.block(let block), .receiving(let offer, let expected)):
-            self.blockReceived(block, offer: offer, expected: expected)
+            self.blockReceived(block, offer: offer, expected: expected, frameBuffer: frameBuffer)
         case (.block, .opening), (.block, .finishing), (.block, .done):
             // Blocks sent before our accept or after a nack can still be in flight: dropped, the client resends.
             break
@@ -230,7 +231,12 @@ final class UploadReceiver: @unchecked Sendable {
         }
     }
 
-    private func blockReceived(_ block: WireMessage.Block, offer: UploadOffer, expected: UInt64) {
+    private func blockReceived(
+        _ block: WireMessage.Block,
+        offer: UploadOffer,
+        expected: UInt64,
+        frameBuffer: ByteBuffer?
+    ) {
         if let retryAt = self.retryAt {
             // After a nack, blocks already in flight are dropped until the failed one comes again.
             guard block.offset == retryAt else { return }
@@ -263,9 +269,13 @@ final class UploadReceiver: @unchecked Sendable {
         }
         let work = self.work
         let hashing = self.hashing
+        let pool = self.server.blockBuffers
+        let offset = block.offset
         self.io.async {
-            let outcome = Self.verifyAndWrite(block, work: work, hashing: hashing)
-            self.loop.execute { self.blockProcessed(block, offer: offer, outcome: outcome) }
+            let outcome = Self.verifyAndWrite(block, work: work, hashing: hashing) {
+                if let frameBuffer { pool.give(frameBuffer) }
+            }
+            self.loop.execute { self.blockProcessed(at: offset, offer: offer, outcome: outcome) }
         }
     }
 
@@ -280,8 +290,11 @@ final class UploadReceiver: @unchecked Sendable {
     private static func verifyAndWrite(
         _ block: WireMessage.Block,
         work: IOState,
-        hashing: DispatchQueue
+        hashing: DispatchQueue,
+        recycle: @escaping @Sendable () -> Void
     ) -> BlockOutcome {
+        var recycleNow = true
+        defer { if recycleNow { recycle() } }
         guard let upload = work.upload else { return .dropped }
         guard block.offset == upload.verifiedOffset else {
             // Queued behind a block that failed: the client resends from the failed one.
@@ -321,8 +334,10 @@ final class UploadReceiver: @unchecked Sendable {
         }
         // `raw` shares its storage with the closure: reusing `work.scratch` for the next block copies on write.
         let written = raw
+        recycleNow = false
         hashing.async {
             written.withUnsafeReadableBytes { work.hasher.update(bufferPointer: $0) }
+            recycle()
         }
         let keep = 32 * 1024
         if raw.readableBytes >= keep {
@@ -336,7 +351,7 @@ final class UploadReceiver: @unchecked Sendable {
         return .written(upload.verifiedOffset)
     }
 
-    private func blockProcessed(_ block: WireMessage.Block, offer: UploadOffer, outcome: BlockOutcome) {
+    private func blockProcessed(at offset: UInt64, offer: UploadOffer, outcome: BlockOutcome) {
         self.queued -= 1
         if self.paused && self.queued <= Self.maxQueuedBlocks / 2 {
             self.paused = false
@@ -350,13 +365,13 @@ final class UploadReceiver: @unchecked Sendable {
         case .dropped:
             break
         case .corrupt(let reason):
-            let count = (self.retries[block.offset] ?? 0) + 1
-            self.retries[block.offset] = count
+            let count = (self.retries[offset] ?? 0) + 1
+            self.retries[offset] = count
             self.totalRetries += 1
             self.emit(
                 .retry(
                     name: offer.name,
-                    offset: block.offset,
+                    offset: offset,
                     reason: reason,
                     count: self.totalRetries,
                     client: self.clientID,
@@ -366,12 +381,12 @@ final class UploadReceiver: @unchecked Sendable {
             guard count <= Self.maxRetriesPerBlock else {
                 return self.fail(
                     .checksumFailed,
-                    "block at offset \(block.offset) of \(offer.name) failed verification \(count) times (\(reason)); the source may be changing or the network corrupts data"
+                    "block at offset \(offset) of \(offer.name) failed verification \(count) times (\(reason)); the source may be changing or the network corrupts data"
                 )
             }
-            self.retryAt = block.offset
-            self.state = .receiving(offer, expected: block.offset)
-            self.send(.blockNack(offset: block.offset, reason: reason))
+            self.retryAt = offset
+            self.state = .receiving(offer, expected: offset)
+            self.send(.blockNack(offset: offset, reason: reason))
         case .failed(let error):
             self.fail(error.code, error.message)
         }
