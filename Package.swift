@@ -19,14 +19,14 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]
         ),
         .target(
-            name: "CXferCRC",
+            name: "CXferAccel",
             linkerSettings: [.linkedLibrary("z")]
         ),
         .target(
             name: "XferProtocol",
             dependencies: [
                 "CXferZlib",
-                "CXferCRC",
+                "CXferAccel",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

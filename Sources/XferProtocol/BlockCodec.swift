@@ -1,4 +1,4 @@
-import CXferCRC
+import CXferAccel
 import CXferZlib
 import NIOCore
 

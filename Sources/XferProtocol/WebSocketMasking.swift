@@ -1,21 +1,23 @@
+import CXferAccel
 import NIOCore
 
-/// Fast RFC 6455 section 5.3 masking: XOR with a 4-byte key, eight bytes at a time.
+/// Fast RFC 6455 section 5.3 masking: XOR with a 4-byte key, 32 bytes at a time (AVX2, in `CXferAccel`).
 ///
 /// NIO's `webSocketMask` works a byte at a time with a modulo per byte; on 1 MiB upload blocks it was the largest
-/// single cost on both sides (30-40% of the CPU in `perf`). Masking is its own inverse, so the same functions
-/// unmask.
+/// single cost on both sides (30-40% of the CPU in `perf`). An 8-bytes-at-a-time Swift loop brought that to about
+/// 8 GB/s; the vector loop is several times faster. Masking is its own inverse, so the same functions unmask.
 public enum WebSocketMasking {
-    /// The 8-byte pattern of `key` starting at key position `phase`, for little-endian word loads.
-    static func pattern(_ key: [UInt8], phase: Int) -> UInt64 {
-        var word: UInt64 = 0
-        for index in 0..<8 {
-            word |= UInt64(key[(phase + index) & 3]) << (8 * UInt64(index))
+    /// The key's four bytes starting at key position `phase`, as a little-endian word.
+    static func word(_ key: [UInt8], phase: Int) -> UInt32 {
+        var word: UInt32 = 0
+        for index in 0..<4 {
+            word |= UInt32(key[(phase + index) & 3]) << (8 * UInt32(index))
         }
         return word
     }
 
     /// Copies `source` into `destination` (same length), masking with `key` from key position `phase`.
+    /// The two may be the same memory (masking in place) but must not overlap otherwise.
     public static func copy(
         _ source: UnsafeRawBufferPointer,
         to destination: UnsafeMutableRawBufferPointer,
@@ -24,20 +26,8 @@ public enum WebSocketMasking {
     ) {
         precondition(key.count == 4, "a masking key has 4 bytes")
         precondition(destination.count >= source.count, "destination too small")
-        let count = source.count
-        guard count > 0, let input = source.baseAddress, let output = destination.baseAddress else { return }
-        let word = Self.pattern(key, phase: phase).littleEndian
-        var index = 0
-        while index + 8 <= count {
-            let value = input.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-            output.storeBytes(of: value ^ word, toByteOffset: index, as: UInt64.self)
-            index += 8
-        }
-        while index < count {
-            let byte = input.load(fromByteOffset: index, as: UInt8.self) ^ key[(phase + index) & 3]
-            output.storeBytes(of: byte, toByteOffset: index, as: UInt8.self)
-            index += 1
-        }
+        guard source.count > 0, let input = source.baseAddress, let output = destination.baseAddress else { return }
+        xfer_mask(output, input, source.count, Self.word(key, phase: phase))
     }
 
     /// Masks (or unmasks) `bytes` in place.

@@ -35,7 +35,8 @@ public protocol UploadStore: Sendable {
 public protocol PartialUpload: AnyObject {
     /// Bytes verified and written so far: the offset the client resumes from.
     var verifiedOffset: UInt64 { get }
-    /// Appends verified `bytes` at `verifiedOffset` and records the new offset on disk.
+    /// Appends verified `bytes` at `verifiedOffset`. Only verified bytes reach the partial data, so its length on
+    /// disk is the offset a resume starts from (rounded down to a block).
     func append(_ bytes: UnsafeRawBufferPointer) throws(XferError)
     /// Flushes the data to disk and moves it to its final name, never replacing an existing file.
     /// Returns the name it was saved under and its absolute path.
@@ -74,9 +75,12 @@ public final class LocalUploadStore: UploadStore {
         guard fd >= 0 else { throw Self.storageError(errno, "open partial file for \(offer.name)") }
         var offset: UInt64 = 0
         if let sidecar, sidecar.matches(offer) {
+            // Only verified blocks are ever written to the partial file, in order, so its length is how far the
+            // upload got, even after a kill -9 (the sidecar is written at open and close only, not per block).
+            // A write cut short leaves a length off the block grid: rounding down drops that block.
             var info = stat()
             fstat(fd, &info)
-            offset = min(sidecar.offset, UInt64(info.st_size))
+            offset = UInt64(max(0, info.st_size))
             offset -= offset % UInt64(offer.blockSize)
         }
         guard ftruncate(fd, off_t(offset)) == 0 else {
@@ -134,9 +138,11 @@ public final class LocalUploadStore: UploadStore {
         for name in names {
             let path = self.partialDirectory + "/" + name
             if name.hasSuffix(".json") {
-                // An upload: its sidecar is rewritten after every block, so its age is the upload's idle time.
-                if isStale(path) {
-                    unlink(self.partialDirectory + "/" + String(name.dropLast(5)) + ".part")
+                // An upload: every verified block is written to its .part, and the sidecar is written when a
+                // connection opens or closes it, so the newer of the two is the upload's last activity.
+                let part = self.partialDirectory + "/" + String(name.dropLast(5)) + ".part"
+                if isStale(path) && (isStale(part) || !FileManager.default.fileExists(atPath: part)) {
+                    unlink(part)
                     unlink(path)
                     removed += 1
                 }
@@ -244,7 +250,6 @@ final class LocalPartialUpload: PartialUpload {
         _ = cSyncFileRange(self.fd, off_t(self.verifiedOffset), off_t(bytes.count), Self.syncWrite)
         self.verifiedOffset = end
         self.dropBehind()
-        try self.writeSidecar()
     }
 
     /// Bytes written but still in the page cache, at most: older ones are dropped once they are on disk.
@@ -271,7 +276,8 @@ final class LocalPartialUpload: PartialUpload {
         self.droppedOffset = upTo
     }
 
-    /// Rewrites the sidecar atomically (temporary file, then rename): it never claims bytes not yet written.
+    /// Rewrites the sidecar atomically (temporary file, then rename): when the upload opens and when it closes.
+    /// Its `offset` is the verified length at that moment; resuming trusts the partial file's length instead.
     func writeSidecar() throws(XferError) {
         let sidecar = Sidecar(
             upload: self.offer.id,
@@ -338,6 +344,7 @@ final class LocalPartialUpload: PartialUpload {
 
     func close() {
         if self.fd >= 0 {
+            try? self.writeSidecar()
             Glibc.close(self.fd)
             self.fd = -1
         }

@@ -5,7 +5,7 @@ import XferProtocol
 
 /// The fast masking gives the bytes NIO's reference implementation gives, for every length and phase.
 struct WebSocketMaskingTests {
-    @Test(arguments: [0, 1, 3, 7, 8, 9, 63, 64, 65, 1000, 4099])
+    @Test(arguments: [0, 1, 3, 7, 8, 9, 31, 32, 33, 63, 64, 65, 127, 128, 129, 160, 161, 255, 1000, 4099, (1 << 20) + 5])
     func matchesNIOsMaskingForEveryPhase(_ length: Int) {
         let key: [UInt8] = [0x12, 0xA5, 0x00, 0xFF]
         let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
@@ -15,6 +15,31 @@ struct WebSocketMaskingTests {
             var actual = bytes
             actual.withUnsafeMutableBytes { WebSocketMasking.apply($0, key: key, phase: phase) }
             #expect(actual == Array(expected.readableBytesView), "length \(length), phase \(phase)")
+        }
+    }
+
+    /// Copying while masking (the server's unmask) gives the same bytes from any source and destination alignment.
+    @Test func copyingMatchesInPlaceMaskingAtAnyAlignment() {
+        let key: [UInt8] = [0xDE, 0xAD, 0xBE, 0xEF]
+        let bytes = (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 3) }
+        for (from, to) in [(0, 0), (1, 0), (0, 3), (5, 17), (31, 1)] {
+            for phase in 0..<4 {
+                var expected = Array(bytes[from...])
+                expected.withUnsafeMutableBytes { WebSocketMasking.apply($0, key: key, phase: phase) }
+                var target = [UInt8](repeating: 0xAA, count: to + bytes.count - from + 2)
+                bytes.withUnsafeBytes { source in
+                    target.withUnsafeMutableBytes { destination in
+                        WebSocketMasking.copy(
+                            UnsafeRawBufferPointer(rebasing: source[from...]),
+                            to: UnsafeMutableRawBufferPointer(rebasing: destination[to...]),
+                            key: key,
+                            phase: phase
+                        )
+                    }
+                }
+                #expect(Array(target[to..<(to + expected.count)]) == expected, "from +\(from) to +\(to) phase \(phase)")
+                #expect(target.prefix(to).allSatisfy { $0 == 0xAA } && target.suffix(2) == [0xAA, 0xAA])
+            }
         }
     }
 

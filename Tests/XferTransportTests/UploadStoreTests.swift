@@ -54,6 +54,31 @@ struct UploadStoreTests {
         #expect(sidecar.contains(#""offset":4096"#))
     }
 
+    /// A server killed with SIGKILL never closes the upload (no sidecar written after open): the partial file's
+    /// length still says how far it got, and a block cut short by the kill is dropped.
+    @Test func aKilledServerResumesFromThePartialFilesLength() throws {
+        var hasher = SHA256()
+        do {
+            let upload = try self.store.open(self.offer(size: 3 * 4096), hasher: &hasher)
+            try self.append(upload, [UInt8](repeating: 4, count: 4096))
+            try self.append(upload, [UInt8](repeating: 5, count: 4096))
+            // Dropped without close(), as a kill -9 leaves it.
+        }
+        let part = "\(self.directory)/.xfer-partial/\(self.offer().id).part"
+        let handle = try #require(FileHandle(forWritingAtPath: part))
+        handle.seekToEndOfFile()
+        handle.write(Data(repeating: 6, count: 1000))  // a third block, torn
+        handle.closeFile()
+
+        var resumedHasher = SHA256()
+        let resumed = try self.store.open(self.offer(size: 3 * 4096), hasher: &resumedHasher)
+        #expect(resumed.verifiedOffset == 8192)
+        let expected = [UInt8](repeating: 4, count: 4096) + [UInt8](repeating: 5, count: 4096)
+        #expect(Array(resumedHasher.finalize()) == Array(SHA256.hash(data: expected)))
+        var info = stat()
+        #expect(stat(part, &info) == 0 && info.st_size == 8192)
+    }
+
     @Test func aDifferentOfferForTheSameIdStartsOver() throws {
         var hasher = SHA256()
         let upload = try self.store.open(self.offer(), hasher: &hasher)

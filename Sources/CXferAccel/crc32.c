@@ -7,7 +7,7 @@
 // How: four 128-bit accumulators fold 64 bytes at a time; folding keeps the message's remainder modulo the
 // polynomial unchanged while moving it forward, so the last 16-byte accumulator plus the tail has the same CRC as
 // the whole input. That short remainder goes through zlib itself (no Barrett reduction needed).
-#include "xfer_crc32.h"
+#include "xfer_accel.h"
 #include <zlib.h>
 
 uint32_t xfer_crc32_reference(uint32_t crc, const void *bytes, size_t count) {
