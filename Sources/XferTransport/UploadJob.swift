@@ -29,7 +29,9 @@ public struct UploadSettings: Sendable {
 /// One file or stream being uploaded, across as many connections as it takes.
 ///
 /// Reading and hashing run in order on serial queues, compression on one serial queue per encoder (blocks are
-/// dealt round-robin), and everything else on the connection's event loop. Blocks stay in memory from the moment
+/// dealt round-robin), and everything else on the connection's event loop. A block is read straight into the
+/// buffer it is sent from: a raw block is hashed and then masked in place on the hash queue; a compressible one is
+/// hashed, then compressed into a second buffer. Buffers come back to a pool when the server acknowledges them. Blocks stay in memory from the moment
 /// they are read until the server acknowledges them, at most `settings.window` of them: that is both the bound
 /// on memory and the replay window that lets a stream (which cannot be re-read) survive a reconnect.
 public final class UploadJob: @unchecked Sendable {
@@ -461,25 +463,27 @@ public final class UploadJob: @unchecked Sendable {
             // The previous 32 KiB of the upload are this block's preset dictionary: compressing blocks
             // independently (in parallel) then costs almost nothing in ratio.
             let dictionary = self.readState.dictionary(before: offset, source: source)
+            // Hashed first, then compressed: the block counts against the window until it is encoded, so the
+            // window bounds the blocks held by both queues.
             let raw = frame
             hashQueue.async {
                 raw.withUnsafeReadableBytes {
                     hashState.hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[Self.payloadStart...]))
                 }
-            }
-            encodeQueue.async {
-                let block = raw.withUnsafeReadableBytes {
-                    Self.encode(
-                        UnsafeRawBufferPointer(rebasing: $0[Self.payloadStart...]),
-                        into: pool.take(),
-                        offset: offset,
-                        crc: crc,
-                        dictionary: dictionary,
-                        codec: codec
-                    )
+                encodeQueue.async {
+                    let block = raw.withUnsafeReadableBytes {
+                        Self.encode(
+                            UnsafeRawBufferPointer(rebasing: $0[Self.payloadStart...]),
+                            into: pool.take(),
+                            offset: offset,
+                            crc: crc,
+                            dictionary: dictionary,
+                            codec: codec
+                        )
+                    }
+                    pool.give(raw)
+                    self.loop.execute { self.prepared(block, offset: offset, generation: generation) }
                 }
-                pool.give(raw)
-                self.loop.execute { self.prepared(block, offset: offset, generation: generation) }
             }
         }
     }

@@ -67,6 +67,9 @@ final class UploadReceiver: @unchecked Sendable {
     private let io = DispatchQueue(label: "xfer.upload.io")
     /// SHA-256 of the written blocks, in order, beside the I/O queue: hashing then costs the writer no time.
     private let hashing = DispatchQueue(label: "xfer.upload.hash")
+    /// Blocks written but not yet hashed, at most `maxQueuedBlocks`: when hashing falls behind, the I/O queue
+    /// waits, its queue fills, and the socket stops being read. Memory stays bounded whichever stage is slowest.
+    private let hashSlots = DispatchSemaphore(value: UploadReceiver.maxQueuedBlocks)
     private let send: (WireMessage) -> Void
     private let fail: (XferError.Code, String) -> Void
     private let closeChannel: @Sendable () -> Void
@@ -269,10 +272,11 @@ final class UploadReceiver: @unchecked Sendable {
         }
         let work = self.work
         let hashing = self.hashing
+        let hashSlots = self.hashSlots
         let pool = self.server.blockBuffers
         let offset = block.offset
         self.io.async {
-            let outcome = Self.verifyAndWrite(block, work: work, hashing: hashing) {
+            let outcome = Self.verifyAndWrite(block, work: work, hashing: hashing, hashSlots: hashSlots) {
                 if let frameBuffer { pool.give(frameBuffer) }
             }
             self.loop.execute { self.blockProcessed(at: offset, offer: offer, outcome: outcome) }
@@ -291,6 +295,7 @@ final class UploadReceiver: @unchecked Sendable {
         _ block: WireMessage.Block,
         work: IOState,
         hashing: DispatchQueue,
+        hashSlots: DispatchSemaphore,
         recycle: @escaping @Sendable () -> Void
     ) -> BlockOutcome {
         var recycleNow = true
@@ -335,9 +340,11 @@ final class UploadReceiver: @unchecked Sendable {
         // `raw` shares its storage with the closure: reusing `work.scratch` for the next block copies on write.
         let written = raw
         recycleNow = false
+        hashSlots.wait()
         hashing.async {
             written.withUnsafeReadableBytes { work.hasher.update(bufferPointer: $0) }
             recycle()
+            hashSlots.signal()
         }
         let keep = 32 * 1024
         if raw.readableBytes >= keep {
