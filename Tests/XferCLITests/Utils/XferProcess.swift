@@ -62,15 +62,70 @@ final class OutputCollector: Sendable {
     let state = Mutex(State())
 }
 
+/// Reads one pipe on a thread of its own and hands each chunk to `onData` (an empty chunk at the end).
+///
+/// It stops at EOF, or, once told that the process exited, as soon as the pipe is empty: Foundation's
+/// `readabilityHandler` sometimes reported EOF 30 s late or not at all, and a pipe end held by another child
+/// delays EOF as long as that child lives.
+final class PipeReader: Sendable {
+    final class Flag: Sendable {
+        let value = Atomic<Bool>(false)
+    }
+    private let exited = Flag()
+
+    init(_ handle: FileHandle, onData: @escaping @Sendable (Data) -> Void) {
+        let fd = handle.fileDescriptor
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        let exited = self.exited
+        let thread = Thread {
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&poller, 1, 50)
+                if ready > 0 {
+                    let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    if count > 0 {
+                        onData(Data(buffer[0..<count]))
+                        continue
+                    }
+                    if count < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+                    break  // EOF or an error
+                }
+                if ready == 0 && exited.value.load(ordering: .acquiring) { break }
+                if ready < 0 && errno != EINTR { break }
+            }
+            onData(Data())
+            withExtendedLifetime(handle) {}
+        }
+        thread.start()
+    }
+
+    /// The process is gone: stop once the pipe is empty.
+    func processExited() {
+        self.exited.value.store(true, ordering: .releasing)
+    }
+}
+
 /// A running child process whose stdout lines are collected as they arrive.
 final class RunningProcess: @unchecked Sendable {
     let process = Process()
     private let collector = OutputCollector()
-    private let stdinPipe = Pipe()
+    private let stdinPipe: Pipe
+    private var stdoutReader: PipeReader?
+    private var stderrReader: PipeReader?
+
+    /// Held from creating a child's pipes until it runs. Tests start processes in parallel, and a child started
+    /// while another child's pipes are open in this process inherits them: a long-lived one (a server) then kept
+    /// another command's stdout open, so that its EOF came 30 s late or never. Under the lock, the parent's ends are
+    /// marked close-on-exec before any other spawn, and the child's ends are closed by `run()` before the next.
+    private static let spawnLock = NSLock()
 
     /// Starts `executable` with `arguments`; stdin stays open for `writeStdin` unless `stdinNull`.
     init(executable: String, arguments: [String], environment: [String: String]? = nil, stdinNull: Bool = false) throws
     {
+        Self.spawnLock.lock()
+        defer { Self.spawnLock.unlock() }
+        self.stdinPipe = Pipe()
         self.process.executableURL = URL(fileURLWithPath: executable)
         self.process.arguments = arguments
         if let environment {
@@ -78,35 +133,41 @@ final class RunningProcess: @unchecked Sendable {
         }
         let stdout = Pipe()
         let stderr = Pipe()
+        // Close-on-exec on every end: the child gets its own copies as 0-2 (dup2 clears the flag there).
+        for pipe in [stdout, stderr, self.stdinPipe] {
+            for handle in [pipe.fileHandleForReading, pipe.fileHandleForWriting] {
+                _ = fcntl(handle.fileDescriptor, F_SETFD, FD_CLOEXEC)
+            }
+        }
         self.process.standardOutput = stdout
         self.process.standardError = stderr
         self.process.standardInput = stdinNull ? FileHandle.nullDevice : self.stdinPipe
-        stdout.fileHandleForReading.readabilityHandler = { [collector] handle in
-            let state = collector
-            let data = handle.availableData
-            state.state.withLock { state in
+        let collector = self.collector
+        self.stdoutReader = PipeReader(stdout.fileHandleForReading) { data in
+            collector.state.withLock { state in
                 state.partial.append(data)
-                while let newline = state.partial.firstIndex(of: UInt8(ascii: "\n")) {
-                    let line = String(decoding: state.partial[state.partial.startIndex..<newline], as: UTF8.self)
-                    state.lines.append(line)
-                    state.partial.removeSubrange(state.partial.startIndex...newline)
+                // One pass over the chunk, one removal at the end (removing line by line was quadratic).
+                var start = state.partial.startIndex
+                while let newline = state.partial[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                    state.lines.append(String(decoding: state.partial[start..<newline], as: UTF8.self))
+                    start = state.partial.index(after: newline)
+                }
+                if start != state.partial.startIndex {
+                    state.partial = Data(state.partial[start...])
                 }
                 if data.isEmpty && !state.partial.isEmpty {
-                    // EOF: the last line had no newline.
+                    // The end: the last line had no newline.
                     state.lines.append(String(decoding: state.partial, as: UTF8.self))
                     state.partial.removeAll()
                 }
                 if data.isEmpty { state.closedStreams += 1 }
             }
-            if data.isEmpty { handle.readabilityHandler = nil }
         }
-        stderr.fileHandleForReading.readabilityHandler = { [collector] handle in
-            let data = handle.availableData
+        self.stderrReader = PipeReader(stderr.fileHandleForReading) { data in
             collector.state.withLock {
                 $0.stderr.append(data)
                 if data.isEmpty { $0.closedStreams += 1 }
             }
-            if data.isEmpty { handle.readabilityHandler = nil }
         }
         try self.process.run()
     }
@@ -116,6 +177,8 @@ final class RunningProcess: @unchecked Sendable {
         if self.process.isRunning {
             kill(self.process.processIdentifier, SIGKILL)
         }
+        self.stdoutReader?.processExited()
+        self.stderrReader?.processExited()
     }
 
     /// Every complete stdout line so far.
@@ -183,9 +246,11 @@ final class RunningProcess: @unchecked Sendable {
             kill(self.process.processIdentifier, SIGKILL)
             self.process.waitUntilExit()
         }
-        // Read everything the process wrote: wait for EOF on stdout and stderr (a background child that keeps
-        // them open only delays this by the grace period).
-        let drained = Date().addingTimeInterval(5)
+        // Read everything the process wrote: the readers stop at EOF, or once the pipe is empty after the exit
+        // (a pipe end inherited by another child must not keep them waiting for an EOF that comes late).
+        self.stdoutReader?.processExited()
+        self.stderrReader?.processExited()
+        let drained = Date().addingTimeInterval(30)
         while self.collector.state.withLock({ $0.closedStreams < 2 }) && Date() < drained {
             try? await Task.sleep(nanoseconds: 5_000_000)
         }
