@@ -69,9 +69,7 @@ struct ClientOptions: ParsableArguments {
     }
 
     /// The token from the option or the environment.
-    var resolvedToken: String? {
-        self.token ?? ProcessInfo.processInfo.environment["XFER_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-    }
+    var resolvedToken: String? { Token.resolve(self.token) }
 
     /// The timezone to send: `--timezone`, or this machine's zone.
     func resolvedTimezone() throws(XferError) -> String {
@@ -130,5 +128,13 @@ enum MachineTimezone {
             return zone
         }
         return "UTC"
+    }
+}
+
+/// The shared secret of `--token`, on both sides.
+enum Token {
+    /// `option` when given, else a non-empty `XFER_TOKEN`, else none.
+    static func resolve(_ option: String?) -> String? {
+        option ?? ProcessInfo.processInfo.environment["XFER_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
     }
 }

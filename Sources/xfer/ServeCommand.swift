@@ -120,7 +120,7 @@ struct ServeCommand: AsyncParsableCommand {
             host: self.host,
             port: self.port,
             directory: directory,
-            token: self.token ?? ProcessInfo.processInfo.environment["XFER_TOKEN"].flatMap { $0.isEmpty ? nil : $0 },
+            token: Token.resolve(self.token),
             pingInterval: self.heartbeat.pingInterval,
             pingTimeout: self.heartbeat.pingTimeout,
             handshakeTimeout: self.handshakeTimeout,
