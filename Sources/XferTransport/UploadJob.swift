@@ -455,7 +455,7 @@ public final class UploadJob: @unchecked Sendable {
                     box.buffer.withUnsafeReadableBytes {
                         hashState.hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[Self.payloadStart...]))
                     }
-                    let block = Self.sealRawFrame(&box.buffer, offset: offset, count: count, crc: crc)
+                    let block = Self.sealFrame(&box.buffer, offset: offset, count: count, crc: crc, encoding: .raw)
                     self.loop.execute { self.prepared(block, offset: offset, generation: generation) }
                 }
                 return
@@ -492,10 +492,16 @@ public final class UploadJob: @unchecked Sendable {
     /// header.
     static let payloadStart = WebSocketMasking.maxClientHeaderSize + WireMessage.Block.headerSize
 
-    /// Turns a buffer holding `count` raw bytes at `payloadStart` into the block's whole wire frame, in place: block
-    /// header, WebSocket header, payload masked. Written to the socket as is, it never goes through NIO's
-    /// byte-wise masking.
-    private static func sealRawFrame(_ frame: inout ByteBuffer, offset: UInt64, count: Int, crc: UInt32) -> PreparedBlock {
+    /// Turns a buffer holding a block's payload (`count` raw bytes, or their zlib stream) at `payloadStart` into
+    /// the block's whole wire frame, in place: block header, WebSocket header, payload masked. Written to the
+    /// socket as is, it never goes through NIO's byte-wise masking.
+    private static func sealFrame(
+        _ frame: inout ByteBuffer,
+        offset: UInt64,
+        count: Int,
+        crc: UInt32,
+        encoding: BlockEncoding
+    ) -> PreparedBlock {
         let reserved = WebSocketMasking.maxClientHeaderSize
         let end = frame.writerIndex
         frame.moveWriterIndex(to: reserved)
@@ -503,7 +509,7 @@ public final class UploadJob: @unchecked Sendable {
             offset: offset,
             rawLength: UInt32(count),
             crc32: crc,
-            encoding: .raw,
+            encoding: encoding,
             payload: ByteBuffer()
         )
         WireMessage.writeBlockHeader(header, into: &frame)
@@ -522,8 +528,8 @@ public final class UploadJob: @unchecked Sendable {
         return PreparedBlock(offset: offset, rawLength: count, frame: frame, maskKey: key, payloadStart: reserved - start)
     }
 
-    /// Builds the whole wire frame of a block that looked compressible into `out`, on an encoder queue: WebSocket
-    /// header, then the masked payload (block header and zlib data, or the raw bytes when zlib did not shrink them).
+    /// Builds the whole wire frame of a block that looked compressible into `out`, on an encoder queue: the zlib
+    /// stream, or the raw bytes when zlib did not shrink them.
     private static func encode(
         _ raw: UnsafeRawBufferPointer,
         into out: consuming ByteBuffer,
@@ -533,33 +539,9 @@ public final class UploadJob: @unchecked Sendable {
         codec: BlockCodec
     ) -> PreparedBlock {
         var out = out
-        let reserved = WebSocketMasking.maxClientHeaderSize
-        let headerSize = WireMessage.Block.headerSize
-        let count = raw.count
-        out.moveWriterIndex(forwardBy: reserved)
-        let header = WireMessage.Block(
-            offset: offset,
-            rawLength: UInt32(count),
-            crc32: crc,
-            encoding: .raw,
-            payload: ByteBuffer()
-        )
-        WireMessage.writeBlockHeader(header, into: &out)
-        let key = (0..<4).map { _ in UInt8.random(in: 0...255) }
+        out.moveWriterIndex(forwardBy: Self.payloadStart)
         let encoding = codec.encode(raw, into: &out, knownCompressible: true, dictionary: dictionary)
-        out.setInteger(encoding.rawValue, at: reserved + headerSize - 1)
-        out.withUnsafeMutableReadableBytes {
-            WebSocketMasking.apply(UnsafeMutableRawBufferPointer(rebasing: $0[reserved...]), key: key)
-        }
-        let payloadLength = out.readableBytes - reserved
-        let start = WebSocketMasking.writeClientBinaryHeader(
-            length: payloadLength,
-            key: key,
-            into: &out,
-            reserved: reserved
-        )
-        out.moveReaderIndex(to: start)
-        return PreparedBlock(offset: offset, rawLength: count, frame: out, maskKey: key, payloadStart: reserved - start)
+        return Self.sealFrame(&out, offset: offset, count: raw.count, crc: crc, encoding: encoding)
     }
 
     private func preparedStale() {
