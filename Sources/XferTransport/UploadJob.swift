@@ -453,7 +453,9 @@ public final class UploadJob: @unchecked Sendable {
                 let box = BufferBox(consume frame)
                 hashQueue.async {
                     box.buffer.withUnsafeReadableBytes {
-                        hashState.hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[Self.payloadStart...]))
+                        hashState.hasher.update(
+                            bufferPointer: UnsafeRawBufferPointer(rebasing: $0[Self.payloadStart...])
+                        )
                     }
                     let block = Self.sealFrame(&box.buffer, offset: offset, count: count, crc: crc, encoding: .raw)
                     self.loop.execute { self.prepared(block, offset: offset, generation: generation) }
@@ -525,7 +527,13 @@ public final class UploadJob: @unchecked Sendable {
             reserved: reserved
         )
         frame.moveReaderIndex(to: start)
-        return PreparedBlock(offset: offset, rawLength: count, frame: frame, maskKey: key, payloadStart: reserved - start)
+        return PreparedBlock(
+            offset: offset,
+            rawLength: count,
+            frame: frame,
+            maskKey: key,
+            payloadStart: reserved - start
+        )
     }
 
     /// Builds the whole wire frame of a block that looked compressible into `out`, on an encoder queue: the zlib

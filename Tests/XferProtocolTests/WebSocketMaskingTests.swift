@@ -5,7 +5,9 @@ import XferProtocol
 
 /// The fast masking gives the bytes NIO's reference implementation gives, for every length and phase.
 struct WebSocketMaskingTests {
-    @Test(arguments: [0, 1, 3, 7, 8, 9, 31, 32, 33, 63, 64, 65, 127, 128, 129, 160, 161, 255, 1000, 4099, (1 << 20) + 5])
+    @Test(arguments: [
+        0, 1, 3, 7, 8, 9, 31, 32, 33, 63, 64, 65, 127, 128, 129, 160, 161, 255, 1000, 4099, (1 << 20) + 5,
+    ])
     func matchesNIOsMaskingForEveryPhase(_ length: Int) {
         let key: [UInt8] = [0x12, 0xA5, 0x00, 0xFF]
         let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
