@@ -30,8 +30,9 @@ public struct UploadSettings: Sendable {
 ///
 /// Reading and hashing run in order on serial queues, compression on one serial queue per encoder (blocks are
 /// dealt round-robin), and everything else on the connection's event loop. A block is read straight into the
-/// buffer it is sent from: a raw block is hashed and then masked in place on the hash queue; a compressible one is
-/// hashed, then compressed into a second buffer. Buffers come back to a pool when the server acknowledges them. Blocks stay in memory from the moment
+/// buffer it is sent from: a raw block is hashed and masked in place on the read queue, while its bytes are in that
+/// core's cache and without waking another thread; a compressible one is hashed on the hash queue, then compressed
+/// into a second buffer. Buffers come back to a pool when the server acknowledges them. Blocks stay in memory from the moment
 /// they are read until the server acknowledges them, at most `settings.window` of them: that is both the bound
 /// on memory and the replay window that lets a stream (which cannot be re-read) survive a reconnect.
 public final class UploadJob: @unchecked Sendable {
@@ -449,18 +450,17 @@ public final class UploadJob: @unchecked Sendable {
                 return (BlockCodec.crc32(raw), codec.level > 0 && sampler.looksCompressible(raw))
             }
             guard compressible else {
-                // The hash queue reads the block and then masks it in place: the box holds the only reference.
-                let box = BufferBox(consume frame)
-                hashQueue.async {
-                    box.buffer.withUnsafeReadableBytes {
+                // Hashed and masked in place right here, while the bytes are in this core's cache: one thread
+                // hand-off fewer per block. The hash queue may still hold earlier (compressible) blocks: wait.
+                hashQueue.sync {
+                    frame.withUnsafeReadableBytes {
                         hashState.hasher.update(
                             bufferPointer: UnsafeRawBufferPointer(rebasing: $0[Self.payloadStart...])
                         )
                     }
-                    let block = Self.sealFrame(&box.buffer, offset: offset, count: count, crc: crc, encoding: .raw)
-                    self.loop.execute { self.prepared(block, offset: offset, generation: generation) }
                 }
-                return
+                let block = Self.sealFrame(&frame, offset: offset, count: count, crc: crc, encoding: .raw)
+                return self.loop.execute { self.prepared(block, offset: offset, generation: generation) }
             }
             // The previous 32 KiB of the upload are this block's preset dictionary: compressing blocks
             // independently (in parallel) then costs almost nothing in ratio.

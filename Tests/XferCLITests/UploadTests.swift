@@ -69,6 +69,26 @@ struct UploadTests {
         try await expectValidEvents(result.lines + server.process.lines)
     }
 
+    /// Drop-behind: the server sends each block to the disk and drops what is more than 16 MiB behind from the page
+    /// cache, so a saved 96 MiB file has at most 32 MiB of it cached (all of it would be without drop-behind).
+    @Test func aLargeUploadLeavesLittleOfItInThePageCache() async throws {
+        let source = try TestPaths.temporaryDirectory()
+        let file = try Self.makeFile(source, "large.bin", bytes: 96 << 20)
+        let server = try await TestServer()
+        let result = try await runCommand(["upload", "--server", server.url, file.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        let saved = server.directory.appendingPathComponent("large.bin")
+        let cached = try await runCommand(
+            ["--bytes", "--noheadings", "--output", "RES", saved.path],
+            executable: "/usr/bin/fincore"
+        )
+        #expect(cached.status == 0, "\(cached.stderr)")
+        let resident = try #require(cached.lines.first.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) })
+        #expect(resident <= 32 << 20, "\(resident) bytes of the saved file are in the page cache")
+        #expect(Self.sameBytes(file, saved))
+        await server.stop()
+    }
+
     @Test func stdinStreamIsSavedUnderItsName() async throws {
         let server = try await TestServer()
         let text = (1...50_000).map { "stream line \($0)" }.joined(separator: "\n")
