@@ -32,9 +32,11 @@ public struct UploadSettings: Sendable {
 /// dealt round-robin), and everything else on the connection's event loop. A block is read straight into the
 /// buffer it is sent from: a raw block is hashed and masked in place on the read queue, while its bytes are in that
 /// core's cache and without waking another thread; a compressible one is hashed on the hash queue, then compressed
-/// into a second buffer. Buffers come back to a pool when the server acknowledges them. Blocks stay in memory from the moment
-/// they are read until the server acknowledges them, at most `settings.window` of them: that is both the bound
-/// on memory and the replay window that lets a stream (which cannot be re-read) survive a reconnect.
+/// into a second buffer. Buffers come back to a pool when the server acknowledges them.
+///
+/// Blocks stay in memory from the moment they are read until the server acknowledges them, at most
+/// `settings.window` of them: that is both the bound on memory and the replay window that lets a stream (which
+/// cannot be re-read) survive a reconnect.
 public final class UploadJob: @unchecked Sendable {
     // Everything below `loop` is touched only on `loop`, except where marked.
     public let loop: EventLoop
