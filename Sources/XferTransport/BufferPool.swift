@@ -42,13 +42,3 @@ final class BufferPool: Sendable {
     /// Buffers waiting for reuse.
     var count: Int { self.free.withLock { $0.count } }
 }
-
-/// A buffer handed from one queue to the next, so that the last holder can change it in place: a ByteBuffer
-/// captured by a closure is one more reference, and writing through it would copy the whole block.
-final class BufferBox: @unchecked Sendable {
-    var buffer: ByteBuffer
-
-    init(_ buffer: consuming ByteBuffer) {
-        self.buffer = buffer
-    }
-}
