@@ -39,11 +39,16 @@ public enum WebSocketMasking {
     public static func unmasked(_ data: ByteBuffer, key: [UInt8]?, allocator: ByteBufferAllocator) -> ByteBuffer {
         guard let key, data.readableBytes > 0 else { return data }
         var out = allocator.buffer(capacity: data.readableBytes)
+        Self.unmask(data, key: key, appendingTo: &out)
+        return out
+    }
+
+    /// Appends `data` unmasked with `key` to `out` (one pass: copy and unmask together).
+    public static func unmask(_ data: ByteBuffer, key: [UInt8], appendingTo out: inout ByteBuffer) {
         out.writeWithUnsafeMutableBytes(minimumWritableBytes: data.readableBytes) { target in
             data.withUnsafeReadableBytes { Self.copy($0, to: target, key: key) }
             return data.readableBytes
         }
-        return out
     }
 
     /// Bytes of the longest client frame header: 2, an 8-byte length, a 4-byte key (RFC 6455 section 5.2).

@@ -13,7 +13,7 @@ final class ServerContext: Sendable {
     let uploads = ActiveUploads()
     /// Buffers that upload blocks are unmasked into, shared by all connections and reused once a block is written
     /// and hashed (a fresh 1 MiB buffer per block cost 50 thousand page faults per GiB).
-    let blockBuffers = BufferPool(capacity: (1 << 20) + 4096, limit: 24)
+    let blockBuffers = BufferPool(capacity: UploadSettings.defaultBlockSize + 4096, limit: 24)
 
     init(
         configuration: ServerConfiguration,
@@ -189,10 +189,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             return WebSocketMasking.unmasked(frame.data, key: bytes, allocator: allocator)
         }
         var out = pool.take()
-        out.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { target in
-            frame.data.withUnsafeReadableBytes { WebSocketMasking.copy($0, to: target, key: bytes) }
-            return size
-        }
+        WebSocketMasking.unmask(frame.data, key: bytes, appendingTo: &out)
         return out
     }
 
@@ -236,13 +233,16 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 return self.fail(error.code, error.message)
             }
             action = self.machine.controlReceived(message, isKnownZone: isKnownZone)
-            self.frameBuffer = data
-            self.perform(action, text: nil)
-            self.frameBuffer = nil
+            self.perform(action, text: nil, frameBuffer: data)
         }
     }
 
-    private func perform(_ action: ServerConnectionStateMachine.TextAction, text: String?) {
+    /// `frameBuffer` is the unmasked buffer of a binary message (a block's payload is a slice of it).
+    private func perform(
+        _ action: ServerConnectionStateMachine.TextAction,
+        text: String?,
+        frameBuffer: ByteBuffer? = nil
+    ) {
         guard let context = self.context else { return }
         switch action {
         case .connected(let session):
@@ -317,7 +317,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 self.sendStatus(status)
             }
         case .upload(let message):
-            self.uploadReceiver(context: context).received(message, frameBuffer: self.frameBuffer)
+            self.uploadReceiver(context: context).received(message, frameBuffer: frameBuffer)
         case .fail(let code, let message):
             self.fail(code, message)
         case .ignore:
@@ -326,8 +326,6 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     private var upload: UploadReceiver?
-    /// The unmasked buffer of the binary message being handled (a block's payload is a slice of it).
-    private var frameBuffer: ByteBuffer?
 
     private func uploadReceiver(context: ChannelHandlerContext) -> UploadReceiver {
         if let upload = self.upload { return upload }

@@ -18,7 +18,15 @@ public struct UploadSettings: Sendable {
     /// Threads compressing blocks in parallel.
     public var encoders: Int
 
-    public init(blockSize: Int = 1 << 20, level: Int = 1, window: Int = 8, encoders: Int = System.coreCount) {
+    /// The default block size (1 MiB); the server's buffer pool is sized for it.
+    public static let defaultBlockSize = 1 << 20
+
+    public init(
+        blockSize: Int = UploadSettings.defaultBlockSize,
+        level: Int = 1,
+        window: Int = 8,
+        encoders: Int = System.coreCount
+    ) {
         self.blockSize = blockSize
         self.level = level
         self.window = window

@@ -318,8 +318,7 @@ final class LocalPartialUpload: PartialUpload {
                     fsync(directoryFD)
                     Glibc.close(directoryFD)
                 }
-                Glibc.close(self.fd)
-                self.fd = -1
+                self.closeFile()
                 return (name, target)
             }
             if errno != EEXIST {
@@ -345,13 +344,20 @@ final class LocalPartialUpload: PartialUpload {
     func close() {
         if self.fd >= 0 {
             try? self.writeSidecar()
+            self.closeFile()
+        }
+    }
+
+    private func closeFile() {
+        if self.fd >= 0 {
             Glibc.close(self.fd)
             self.fd = -1
         }
     }
 
     func discard() {
-        self.close()
+        // No sidecar update: both files go.
+        self.closeFile()
         unlink(self.base + ".part")
         unlink(self.base + ".json")
     }
