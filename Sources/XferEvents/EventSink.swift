@@ -87,3 +87,21 @@ public final class RecordingEventSink: EventSink {
         self.storage.withLock { $0 }
     }
 }
+
+/// Hands every batch of events to several sinks in turn, in the same order: the stdout writer and, for example,
+/// a metrics consumer see the same events.
+public struct FanOutEventSink: EventSink {
+    /// The sinks, in the order each batch reaches them.
+    public let sinks: [any EventSink]
+
+    /// A sink that forwards to `sinks`.
+    public init(_ sinks: [any EventSink]) {
+        self.sinks = sinks
+    }
+
+    public func emit(_ events: [Event]) {
+        for sink in self.sinks {
+            sink.emit(events)
+        }
+    }
+}

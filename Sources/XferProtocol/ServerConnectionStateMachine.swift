@@ -15,14 +15,20 @@ public struct ServerConnectionStateMachine: Sendable {
     public struct Session: Sendable, Equatable {
         /// The validated timezone.
         public var timezone: String
-        /// `send`, `listen`, `upload`, or `plain` for plain clients.
-        public var role: String
+        /// What the connection is for.
+        public var role: ClientKind
         /// The listener name (`xfer listen --name`), if any.
         public var name: String?
         /// Where this connection's texts go: a listener name, or `nil` for the server's own stdout.
         public var relayTo: String?
         /// Whether this connection's texts go to every listener.
         public var relayToAll: Bool
+
+        /// Where this connection's texts are routed, or nil when they go to the server's own stdout.
+        public var relayTarget: RelayTarget? {
+            if self.relayToAll { return .allListeners }
+            return self.relayTo.map(RelayTarget.name)
+        }
     }
 
     /// Where the connection stands.
@@ -91,7 +97,7 @@ public struct ServerConnectionStateMachine: Sendable {
             }
             do {
                 let zone = try ClientTimezone.validate(text, isKnownZone: isKnownZone)
-                let session = Session(timezone: zone, role: "plain", name: nil, relayTo: nil, relayToAll: false)
+                let session = Session(timezone: zone, role: .plain, name: nil, relayTo: nil, relayToAll: false)
                 self.state = .open(session, lastID: 0)
                 return .connected(session)
             } catch {
@@ -116,25 +122,13 @@ public struct ServerConnectionStateMachine: Sendable {
                 return .fail(.protocolError, "the first message of xfer.v1 must be hello")
             }
             do {
-                let zone = try ClientTimezone.validate(fields["timezone"] ?? "", isKnownZone: isKnownZone)
-                let role = fields["role"] ?? "send"
-                guard ["send", "listen", "upload"].contains(role) else {
-                    return .fail(.protocolError, "unknown role \"\(role.prefix(32))\" in hello")
-                }
-                let name = fields["name"].flatMap { $0.isEmpty ? nil : $0 }
-                if let name, !Self.isValidName(name) {
-                    return .fail(
-                        .protocolError,
-                        "listener name \"\(name.prefix(32))\" is not valid: use 1-128 letters, digits, '.', '_', '-', '@'"
-                    )
-                }
-                let to = fields["to"].flatMap { $0.isEmpty ? nil : $0 }
+                let hello = try Hello(fields: fields, isKnownZone: isKnownZone)
                 let session = Session(
-                    timezone: zone,
-                    role: role,
-                    name: name,
-                    relayTo: to,
-                    relayToAll: fields["all"] == "1"
+                    timezone: hello.timezone,
+                    role: hello.role,
+                    name: hello.name,
+                    relayTo: hello.relayTo,
+                    relayToAll: hello.relayToAll
                 )
                 self.state = .open(session, lastID: 0)
                 return .connected(session)
@@ -142,7 +136,7 @@ public struct ServerConnectionStateMachine: Sendable {
                 return .fail(error.code, error.message)
             }
         case .open(let session, _):
-            if session.role == "upload" {
+            if session.role == .upload {
                 switch message {
                 case .offer, .block, .finish: return .upload(message)
                 default: break
@@ -185,22 +179,6 @@ public struct ServerConnectionStateMachine: Sendable {
     /// The socket closed.
     public mutating func channelInactive() {
         self.state = .closed
-    }
-
-    /// Listener names are routing keys typed by people and scripts: keep them printable and short.
-    public static func isValidName(_ name: String) -> Bool {
-        let bytes = name.utf8
-        return !bytes.isEmpty && bytes.count <= 128
-            && bytes.allSatisfy { byte in
-                switch byte {
-                case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                    UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"),
-                    UInt8(ascii: "@"):
-                    return true
-                default:
-                    return false
-                }
-            }
     }
 }
 

@@ -8,8 +8,8 @@ public struct ClientConfiguration: Sendable {
     public var token: String?
     /// The timezone sent in `hello` (the machine's zone unless `--timezone` says otherwise).
     public var timezone: String
-    /// `send`, `listen` or `upload`.
-    public var role: String
+    /// What the connection is for: `send`, `listen` or `upload`.
+    public var role: ClientKind
     /// Listener name (`listen --name`), or nil.
     public var name: String?
     /// Relay target for `send --to`, or nil.
@@ -32,7 +32,7 @@ public struct ClientConfiguration: Sendable {
         server: ServerURL,
         token: String? = nil,
         timezone: String = "UTC",
-        role: String = "send",
+        role: ClientKind = .send,
         name: String? = nil,
         relayTo: String? = nil,
         relayToAll: Bool = false,
@@ -56,12 +56,15 @@ public struct ClientConfiguration: Sendable {
         self.tls = tls
     }
 
-    /// The `hello` fields for this configuration.
-    var helloFields: [String: String] {
-        var fields = ["timezone": self.timezone, "role": self.role, "client": "xfer/\(XferVersion.current)"]
-        if let name = self.name { fields["name"] = name }
-        if let to = self.relayTo { fields["to"] = to }
-        if self.relayToAll { fields["all"] = "1" }
-        return fields
+    /// The `hello` this configuration opens its sessions with.
+    var hello: Hello {
+        Hello(
+            timezone: self.timezone,
+            role: self.role,
+            name: self.name,
+            relayTo: self.relayTo,
+            relayToAll: self.relayToAll,
+            client: "xfer/\(XferVersion.current)"
+        )
     }
 }

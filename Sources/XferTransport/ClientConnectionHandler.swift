@@ -40,7 +40,7 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
     private var pingTimer: Scheduled<Void>?
     private var welcomeTimer: Scheduled<Void>?
     private var closeTimer: Scheduled<Void>?
-    private var fragments: (opcode: WebSocketOpcode, buffer: ByteBuffer)?
+    private var fragments: FragmentReassembler
     /// Set when we sent a close frame: the error we close with, or nil for a normal end.
     private var closing: (error: XferError?, sent: Bool)?
     /// The first failure learnt from the server or the network.
@@ -53,6 +53,7 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
         self.role = role
         self.sink = sink
         self.outcome = outcome
+        self.fragments = FragmentReassembler(maxMessageBytes: configuration.maxFrameSize)
         self.heartbeat = Heartbeat(
             intervalSeconds: configuration.pingInterval,
             timeoutSeconds: configuration.pingTimeout,
@@ -64,7 +65,7 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
         self.context = context
         self.connection = ClientConnection(context: context, handler: self)
         self.heartbeat.frameReceived(now: Monotonic.now())
-        self.connection?.writeControl(.hello(self.configuration.helloFields))
+        self.connection?.writeControl(.hello(self.configuration.hello.fields))
         context.flush()
         let loop = context.eventLoop.assumeIsolated()
         self.welcomeTimer = loop.scheduleTask(in: .nanoseconds(Int64(self.configuration.connectTimeout * 1e9))) {
@@ -158,23 +159,21 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
         let frame = self.unwrapInboundIn(data)
         self.heartbeat.frameReceived(now: Monotonic.now())
         switch frame.opcode {
-        case .text, .binary:
-            if frame.fin {
-                self.messageReceived(opcode: frame.opcode, data: frame.unmaskedData)
-            } else {
-                self.fragments = (frame.opcode, frame.unmaskedData)
-            }
-        case .continuation:
-            guard var fragments = self.fragments else {
-                return self.fail(XferError(.protocolError, "server sent a continuation frame with nothing to continue"))
-            }
-            var data = frame.unmaskedData
-            fragments.buffer.writeBuffer(&data)
-            if frame.fin {
-                self.fragments = nil
-                self.messageReceived(opcode: fragments.opcode, data: fragments.buffer)
-            } else {
-                self.fragments = fragments
+        case .text, .binary, .continuation:
+            switch self.fragments.receive(opcode: frame.opcode, fin: frame.fin, data: frame.unmaskedData) {
+            case .message(let opcode, let data):
+                self.messageReceived(opcode: opcode, data: data)
+            case .incomplete:
+                break
+            case .protocolViolation(let message):
+                self.fail(XferError(.protocolError, "server broke RFC 6455 section 5.4: \(message)"))
+            case .tooLarge:
+                self.fail(
+                    XferError(
+                        .messageTooLarge,
+                        "server sent a message larger than \(self.configuration.maxFrameSize) bytes"
+                    )
+                )
             }
         case .ping:
             self.write(

@@ -7,9 +7,12 @@ import XferProtocol
 final class ServerContext: Sendable {
     let configuration: ServerConfiguration
     let registry: ClientRegistry
-    let sink: FileDescriptorSink
+    let router: any MessageRouter
+    let sink: any EventSink
     let isKnownZone: @Sendable (String) -> Bool
     let store: UploadStore
+    /// The plain HTTP requests answered besides upgrades.
+    let routes: HTTPRoutes
     let uploads = ActiveUploads()
     /// Buffers that upload blocks are unmasked into, shared by all connections and reused once a block is written
     /// and hashed (a fresh 1 MiB buffer per block cost 50 thousand page faults per GiB).
@@ -18,12 +21,16 @@ final class ServerContext: Sendable {
     init(
         configuration: ServerConfiguration,
         registry: ClientRegistry,
-        sink: FileDescriptorSink,
+        router: any MessageRouter,
+        sink: any EventSink,
         store: UploadStore,
+        routes: HTTPRoutes = HTTPRoutes(),
         isKnownZone: @escaping @Sendable (String) -> Bool
     ) {
+        self.routes = routes
         self.configuration = configuration
         self.registry = registry
+        self.router = router
         self.sink = sink
         self.store = store
         self.isKnownZone = isKnownZone
@@ -49,9 +56,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private var pingTimer: Scheduled<Void>?
     private var handshakeTimer: Scheduled<Void>?
     private var closeTimer: Scheduled<Void>?
-    private var fragments: (opcode: WebSocketOpcode, buffer: ByteBuffer)?
-    private var pendingEvents: [UInt8] = []
+    private var fragments: FragmentReassembler
+    private var pendingEvents: [Event] = []
     private var pendingAck: (first: UInt64, last: UInt64)?
+    /// Statuses behind a relayed message whose routing answer has not come yet, in message order: a status never
+    /// overtakes an earlier one, whatever order the router answers in.
+    private var statusQueue: CircularBuffer<QueuedStatus> = []
     private var needsFlush = false
     private var registered = false
     private var endReason: (reason: String, code: UInt16?, message: String?)?
@@ -68,6 +78,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         self.clientID = clientID
         self.peer = peer
         self.handshakeDeadline = handshakeDeadline
+        self.fragments = FragmentReassembler(maxMessageBytes: server.configuration.maxTextBytes)
         self.heartbeat = Heartbeat(
             intervalSeconds: server.configuration.pingInterval,
             timeoutSeconds: server.configuration.pingTimeout,
@@ -137,28 +148,19 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         let frame = self.unwrapInboundIn(data)
         self.heartbeat.frameReceived(now: Monotonic.now())
         switch frame.opcode {
-        case .text, .binary:
-            guard self.fragments == nil else {
-                return self.fail(.protocolError, "a new data frame arrived inside a fragmented message")
-            }
-            if frame.fin {
-                self.messageReceived(opcode: frame.opcode, data: self.unmasked(frame))
-            } else {
-                self.fragments = (frame.opcode, self.unmasked(frame))
-                self.checkFragmentSize()
-            }
-        case .continuation:
-            guard var fragments = self.fragments else {
-                return self.fail(.protocolError, "a continuation frame arrived with no message to continue")
-            }
-            self.fragments = nil
-            var data = self.unmasked(frame)
-            fragments.buffer.writeBuffer(&data)
-            if frame.fin {
-                self.messageReceived(opcode: fragments.opcode, data: fragments.buffer)
-            } else {
-                self.fragments = fragments
-                self.checkFragmentSize()
+        case .text, .binary, .continuation:
+            switch self.fragments.receive(opcode: frame.opcode, fin: frame.fin, data: self.unmasked(frame)) {
+            case .message(let opcode, let data):
+                self.messageReceived(opcode: opcode, data: data)
+            case .incomplete:
+                break
+            case .protocolViolation(let message):
+                self.fail(.protocolError, message)
+            case .tooLarge:
+                self.fail(
+                    .messageTooLarge,
+                    "message is larger than the server's limit of \(self.server.configuration.maxTextBytes) bytes"
+                )
             }
         case .ping:
             // RFC 6455 section 5.5.2: answer with a pong carrying the same application data.
@@ -196,16 +198,6 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     func channelReadComplete(context: ChannelHandlerContext) {
         self.inRead = false
         self.flushPending()
-    }
-
-    private func checkFragmentSize() {
-        if let fragments = self.fragments, fragments.buffer.readableBytes > self.server.configuration.maxTextBytes {
-            self.fragments = nil
-            self.fail(
-                .messageTooLarge,
-                "message is larger than the server's limit of \(self.server.configuration.maxTextBytes) bytes"
-            )
-        }
     }
 
     private func messageReceived(opcode: WebSocketOpcode, data: ByteBuffer) {
@@ -261,8 +253,13 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 id: self.clientID,
                 channel: context.channel,
                 peer: self.peer,
-                session: session,
-                plain: self.machine.mode == .plain
+                session: session
+            )
+            self.server.router.joined(
+                client: self.clientID,
+                kind: session.role,
+                name: session.name,
+                inbox: ChannelInbox(channel: context.channel, plain: self.machine.mode == .plain)
             )
             self.registered = true
             self.appendEvent(
@@ -271,51 +268,59 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                     peer: self.peer,
                     timezone: session.timezone,
                     name: session.name,
-                    role: session.role,
+                    role: session.role.rawValue,
                     subprotocol: self.machine.mode == .xfer ? WireMessage.subprotocol : nil
                 )
             )
         case .message(let id, let session):
             let text = text ?? ""
-            if session.relayTo == nil && !session.relayToAll {
+            guard let target = session.relayTarget else {
                 self.appendEvent(.textReceived(client: self.clientID, id: id, text: text, name: session.name, to: nil))
-                self.queueOK(id)
-            } else {
-                let target: RelayTarget = session.relayToAll ? .allListeners : .name(session.relayTo!)
-                self.appendEvent(
-                    .textReceived(
-                        client: self.clientID,
-                        id: id,
-                        text: text,
-                        name: session.name,
-                        to: session.relayToAll ? "*" : session.relayTo
-                    )
-                )
-                // Statuses go out in id order: write the pending run before this individual status.
-                self.flushPending()
-                let from = session.name ?? "client-\(self.clientID)"
-                let status: WireMessage.Status
-                if let result = self.server.registry.relay(text, from: from, to: target) {
-                    status = .init(
-                        id: id,
-                        ok: true,
-                        relayed: true,
-                        delivered: UInt32(result.delivered),
-                        held: UInt32(result.held)
-                    )
+                if self.statusQueue.isEmpty {
+                    self.queueOK(id)
                 } else {
-                    let name = session.relayTo ?? "*"
-                    status = .init(
-                        id: id,
-                        ok: false,
-                        relayed: true,
-                        code: XferError.Code.noListener.rawValue,
-                        reason:
-                            "no listener named \"\(name)\" has connected within the last \(Int(self.server.registry.holdSeconds)) s: start `xfer listen --name \(name)` first"
-                    )
+                    self.statusQueue.append(.ok(id))
                 }
-                self.sendStatus(status)
+                return
             }
+            self.appendEvent(
+                .textReceived(
+                    client: self.clientID,
+                    id: id,
+                    text: text,
+                    name: session.name,
+                    to: session.relayToAll ? "*" : session.relayTo
+                )
+            )
+            // The text's event reaches the sink before the router can answer: its status never precedes it.
+            self.flushPending()
+            self.statusQueue.append(.relayed(id, nil))
+            let from = session.name ?? "client-\(self.clientID)"
+            let name = session.relayTo ?? "*"
+            let holdSeconds = self.server.router.holdSeconds
+            self.server.router.route(text, from: from, to: target, on: context.eventLoop).assumeIsolated()
+                .whenComplete { result in
+                    let status: WireMessage.Status
+                    if case .success(let routed?) = result {
+                        status = .init(
+                            id: id,
+                            ok: true,
+                            relayed: true,
+                            delivered: UInt32(routed.delivered),
+                            held: UInt32(routed.held)
+                        )
+                    } else {
+                        status = .init(
+                            id: id,
+                            ok: false,
+                            relayed: true,
+                            code: XferError.Code.noListener.rawValue,
+                            reason:
+                                "no listener named \"\(name)\" has connected within the last \(Int(holdSeconds)) s: start `xfer listen --name \(name)` first"
+                        )
+                    }
+                    self.routed(status)
+                }
         case .upload(let message):
             self.uploadReceiver(context: context).received(message, frameBuffer: frameBuffer)
         case .fail(let code, let message):
@@ -364,7 +369,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             self.flushAckRun()
             self.pendingAck = (id, id)
         }
-        if self.pendingEvents.count > 1 << 16 {
+        if self.pendingEvents.count > 1024 {
             self.flushPending()
         }
     }
@@ -376,24 +381,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             return
         }
         // Plain clients get a JSON object per message (SPEC.md: "a JSON text frame with at least ok").
-        var json: [UInt8] = []
-        json.append(contentsOf: #"{"ok":"#.utf8)
-        json.append(contentsOf: (status.ok ? "true" : "false").utf8)
-        json.append(contentsOf: #","id":"#.utf8)
-        json.append(contentsOf: String(status.id).utf8)
-        if status.relayed {
-            json.append(contentsOf: #","delivered":"#.utf8)
-            json.append(contentsOf: String(status.delivered).utf8)
-            json.append(contentsOf: #","held":"#.utf8)
-            json.append(contentsOf: String(status.held).utf8)
-        }
-        if !status.code.isEmpty {
-            json.append(contentsOf: #","code":"#.utf8)
-            JSONLineWriter.appendString(status.code, to: &json)
-            json.append(contentsOf: #","reason":"#.utf8)
-            JSONLineWriter.appendString(status.reason, to: &json)
-        }
-        json.append(UInt8(ascii: "}"))
+        self.writePlain(.status(status), context: context)
+    }
+
+    /// Writes a JSON text frame to a plain client.
+    private func writePlain(_ frame: PlainClientFrame, context: ChannelHandlerContext) {
+        let json = frame.json
         var buffer = context.channel.allocator.buffer(capacity: json.count)
         buffer.writeBytes(json)
         context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
@@ -409,7 +402,32 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     private func appendEvent(_ event: Event) {
-        event.appendJSONLine(to: &self.pendingEvents)
+        self.pendingEvents.append(event)
+    }
+
+    /// A relayed message's routing answer came: its status fills its place in the queue, and every status that
+    /// is no longer behind an unanswered one goes out, in message order.
+    private func routed(_ status: WireMessage.Status) {
+        guard let index = self.statusQueue.firstIndex(where: { $0.relayedID == status.id }) else { return }
+        self.statusQueue[index] = .relayed(status.id, status)
+        while let first = self.statusQueue.first {
+            switch first {
+            case .ok(let id):
+                self.queueOK(id)
+            case .relayed(_, nil):
+                return self.flushUnlessReading()
+            case .relayed(_, let status?):
+                // Statuses go out in id order: write the pending run before this individual status.
+                self.flushPending()
+                self.sendStatus(status)
+            }
+            self.statusQueue.removeFirst()
+        }
+        self.flushUnlessReading()
+    }
+
+    private func flushUnlessReading() {
+        if !self.inRead { self.flushPending() }
     }
 
     private func flushAckRun() {
@@ -422,7 +440,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// Writes this burst's events to stdout, then its statuses to the socket: a status never precedes its event.
     private func flushPending() {
         if !self.pendingEvents.isEmpty {
-            self.server.sink.write(self.pendingEvents)
+            self.server.sink.emit(self.pendingEvents)
             self.pendingEvents.removeAll(keepingCapacity: true)
         }
         self.flushAckRun()
@@ -473,18 +491,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             if self.machine.mode == .xfer {
                 self.writeControl(.error(code: errorCode.rawValue, message: message))
             } else {
-                var json: [UInt8] = []
-                json.append(contentsOf: #"{"ok":false,"code":"#.utf8)
-                JSONLineWriter.appendString(errorCode.rawValue, to: &json)
-                json.append(contentsOf: #","message":"#.utf8)
-                JSONLineWriter.appendString(message, to: &json)
-                json.append(UInt8(ascii: "}"))
-                var buffer = context.channel.allocator.buffer(capacity: json.count)
-                buffer.writeBytes(json)
-                context.write(
-                    self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)),
-                    promise: nil
-                )
+                self.writePlain(.error(code: errorCode.rawValue, message: message), context: context)
             }
         }
         if self.endReason == nil {
@@ -543,6 +550,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         self.machine.channelInactive()
         let end = self.endReason ?? ("error", nil, "connection dropped without a close frame")
         if self.registered {
+            self.server.router.left(client: self.clientID)
             self.server.registry.unregister(id: self.clientID)
         } else {
             self.server.registry.releaseSlot()
@@ -559,6 +567,20 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         }
         self.flushPending()
         context.fireChannelInactive()
+    }
+}
+
+/// A status waiting in `ServerConnectionHandler`'s queue.
+private enum QueuedStatus {
+    /// Message `id` was emitted: it gets a plain `ok`.
+    case ok(UInt64)
+    /// Message `id` was relayed; its status once the router answered.
+    case relayed(UInt64, WireMessage.Status?)
+
+    /// The id of a relayed message.
+    var relayedID: UInt64? {
+        if case .relayed(let id, _) = self { return id }
+        return nil
     }
 }
 

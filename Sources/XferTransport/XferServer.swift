@@ -9,23 +9,30 @@ import Synchronization
 import XferEvents
 import XferProtocol
 
-/// `xfer serve`: binds, upgrades WebSocket connections, answers `GET /health`, and shuts down cleanly.
+/// `xfer serve`: binds, upgrades WebSocket connections, answers plain HTTP routes, and shuts down cleanly.
+///
+/// It is composed of injected parts, each behind a protocol with today's behaviour as its default: where texts go
+/// (`MessageRouter`), where events go (`EventSink`), and where uploads are stored. A cluster or a metrics endpoint
+/// plugs in there, not into the connection handlers.
 public final class XferServer: Sendable {
     let context: ServerContext
     private let group: MultiThreadedEventLoopGroup
     private let channelBox = Mutex<Channel?>(nil)
 
-    /// A server with `configuration`, writing events to `sink`.
+    /// A server with `configuration`, writing events to `sink` and routing texts through `router`.
     public init(
         configuration: ServerConfiguration,
-        sink: FileDescriptorSink,
-        registry: ClientRegistry = ClientRegistry()
+        sink: any EventSink,
+        registry: ClientRegistry = ClientRegistry(),
+        router: any MessageRouter = LocalMessageRouter()
     ) {
         self.context = ServerContext(
             configuration: configuration,
             registry: registry,
+            router: router,
             sink: sink,
             store: LocalUploadStore(directory: configuration.directory, maxFileSize: configuration.maxFileSize),
+            routes: Self.routes(registry: registry),
             isKnownZone: { TimeZone(identifier: $0) != nil }
         )
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.threads))
@@ -33,6 +40,12 @@ public final class XferServer: Sendable {
 
     /// The registry of connected clients (for stdin commands).
     public var registry: ClientRegistry { self.context.registry }
+
+    /// The router texts go through (for stdin commands).
+    public var router: any MessageRouter { self.context.router }
+
+    /// An event loop of the server's group, for work that needs one (routing futures of stdin commands).
+    public var eventLoop: EventLoop { self.group.next() }
 
     /// Binds and starts accepting; emits `listening` with the real port and returns it.
     public func start() async throws -> Int {
@@ -127,6 +140,18 @@ public final class XferServer: Sendable {
         try? await listener?.closeFuture.get()
     }
 
+    /// The plain HTTP routes every server answers: `GET /health`.
+    static func routes(registry: ClientRegistry) -> HTTPRoutes {
+        var routes = HTTPRoutes()
+        routes.add(.GET, "/health") { _ in
+            HTTPRoutes.Response(
+                status: .ok,
+                json: #"{"ok":true,"status":"ok","version":"\#(XferVersion.current)","clients":\#(registry.count)}"#
+            )
+        }
+        return routes
+    }
+
     private static func initializeConnection(channel: Channel, server: ServerContext) throws {
         let configuration = server.configuration
         let slot = ConnectionSlot()
@@ -142,7 +167,7 @@ public final class XferServer: Sendable {
                 server.registry.releaseSlot()
             }
         }
-        let fallback = HTTPFallbackHandler(server: server, slot: slot)
+        let fallback = HTTPFallbackHandler(routes: server.routes, slot: slot)
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: configuration.maxFrameSize,
             automaticErrorHandling: true,
@@ -245,17 +270,18 @@ enum UpgradePolicy {
     }
 }
 
-/// Answers plain HTTP requests: `GET /health`, refused upgrades (401, 503), and everything else (426).
+/// Answers plain HTTP requests: refused upgrades (401, 503), the route table (`GET /health`), malformed upgrades
+/// (400), and everything else (426).
 final class HTTPFallbackHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let server: ServerContext
+    private let routes: HTTPRoutes
     private let slot: ConnectionSlot
     private var head: HTTPRequestHead?
 
-    init(server: ServerContext, slot: ConnectionSlot) {
-        self.server = server
+    init(routes: HTTPRoutes, slot: ConnectionSlot) {
+        self.routes = routes
         self.slot = slot
     }
 
@@ -273,37 +299,42 @@ final class HTTPFallbackHandler: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     private func respond(context: ChannelHandlerContext, head: HTTPRequestHead) {
-        let status: HTTPResponseStatus
-        let body: String
+        let response: HTTPRoutes.Response
         if case .refuse(let refusedStatus, let message) = self.slot.refusal {
-            status = refusedStatus
-            body =
-                #"{"ok":false,"code":"\#(refusedStatus == .unauthorized ? "unauthorized" : "server_full")","message":"\#(message)"}"#
-        } else if head.method == .GET, head.uri == "/health" || head.uri.hasPrefix("/health?") {
-            status = .ok
-            body =
-                #"{"ok":true,"status":"ok","version":"\#(XferVersion.current)","clients":\#(self.server.registry.count)}"#
+            response = .error(
+                refusedStatus,
+                code: refusedStatus == .unauthorized ? "unauthorized" : "server_full",
+                message: message
+            )
+        } else if let route = self.routes.match(head) {
+            response = route(head)
         } else if head.headers[canonicalForm: "upgrade"].isEmpty == false {
-            status = .badRequest
-            body =
-                #"{"ok":false,"code":"protocol_error","message":"malformed WebSocket upgrade request (RFC 6455 section 4.1)"}"#
+            response = .error(
+                .badRequest,
+                code: "protocol_error",
+                message: "malformed WebSocket upgrade request (RFC 6455 section 4.1)"
+            )
         } else {
-            status = .upgradeRequired
-            body =
-                #"{"ok":false,"code":"protocol_error","message":"this is an xfer WebSocket server: connect with xfer or a WebSocket client; GET /health for a health check"}"#
+            response = .error(
+                .upgradeRequired,
+                code: "protocol_error",
+                message:
+                    "this is an xfer WebSocket server: connect with xfer or a WebSocket client; GET /health for a health check"
+            )
         }
         self.slot.refusal = nil
+        let status = response.status
         var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "application/json")
-        headers.add(name: "Content-Length", value: String(body.utf8.count + 1))
+        headers.add(name: "Content-Type", value: response.contentType)
+        headers.add(name: "Content-Length", value: String(response.body.count))
         headers.add(name: "Connection", value: status == .ok ? "keep-alive" : "close")
         if status == .upgradeRequired { headers.add(name: "Upgrade", value: "websocket") }
         context.write(
             self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
             promise: nil
         )
-        var buffer = context.channel.allocator.buffer(capacity: body.utf8.count + 1)
-        buffer.writeString(body + "\n")
+        var buffer = context.channel.allocator.buffer(capacity: response.body.count)
+        buffer.writeBytes(response.body)
         context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
         if status != .ok {

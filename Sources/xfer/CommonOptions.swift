@@ -50,7 +50,7 @@ struct ClientOptions: ParsableArguments {
     }
 
     /// The configuration every client command starts from: these options for `role` at `server`.
-    func configuration(role: String, server: ServerURL, timezone: String) -> ClientConfiguration {
+    func configuration(role: ClientKind, server: ServerURL, timezone: String) -> ClientConfiguration {
         ClientConfiguration(
             server: server,
             token: self.resolvedToken,

@@ -35,7 +35,7 @@ struct ListenCommand: AsyncParsableCommand {
     var maxBackoff: Double = 30
 
     func validate() throws {
-        if let name = self.name, !ServerConnectionStateMachine.isValidName(name) {
+        if let name = self.name, !Hello.isValidName(name) {
             throw ValidationError("--name \"\(name)\" is not valid: use 1-128 letters, digits, '.', '_', '-', '@'")
         }
         guard self.maxBackoff >= 0.1 else { throw ValidationError("--max-backoff must be at least 0.1 seconds") }
@@ -43,7 +43,7 @@ struct ListenCommand: AsyncParsableCommand {
 
     func run() async throws {
         var configuration = self.client.configuration(
-            role: "listen",
+            role: .listen,
             server: try self.client.serverURL(),
             timezone: try self.client.resolvedTimezone()
         )
@@ -53,67 +53,26 @@ struct ListenCommand: AsyncParsableCommand {
         let stopper = SessionStopper()
         let sink = FileDescriptorSink(onBrokenPipe: { stopper.stop(on: loop) })
         let signals = SignalWatcher.onTermination { stopper.stop(on: loop) }
-        var backoff = Backoff(base: 0.5, cap: self.maxBackoff)
         defer { signals.cancel() }
-        while true {
-            let outcome = try await XferClient.run(configuration: configuration, group: group, sink: sink) {
-                let role = ListenRole()
-                if stopper.isStopped { role.stop() }
-                stopper.current = NIOLoopBound(role, eventLoop: loop)
-                return role
-            }.get()
+        let policy = ReconnectPolicy(cap: self.maxBackoff, maxRetries: self.noReconnect ? 0 : nil)
+        let failure = await ReconnectLoop.run(policy: policy, sink: sink, isStopped: { stopper.isStopped }) {
+            let outcome: ClientOutcome
+            do {
+                outcome = try await XferClient.run(configuration: configuration, group: group, sink: sink) {
+                    let role = ListenRole()
+                    if stopper.isStopped { role.stop() }
+                    stopper.current = NIOLoopBound(role, eventLoop: loop)
+                    return role
+                }.get()
+            } catch {
+                return .failed(XferError(.internalError, "\(error)"), afterWelcome: false)
+            }
             stopper.current = nil
-            if stopper.isStopped {
-                try? await group.shutdownGracefully()
-                return
-            }
-            guard case .failed(let error, let afterWelcome) = outcome else {
-                try? await group.shutdownGracefully()
-                return
-            }
-            let retryable: Set<XferError.Code> = [
-                .connectionLost, .serverUnreachable, .timeout, .shutdown, .serverFull, .handshakeTimeout,
-            ]
-            guard !self.noReconnect, retryable.contains(error.code) else {
-                try? await group.shutdownGracefully()
-                throw error
-            }
-            if afterWelcome { backoff.reset() }
-            let delay = backoff.next()
-            Diagnostics.print("xfer: \(error.message); reconnecting in \(Int(delay * 1000)) ms")
-            sink.emit(.reconnecting(attempt: backoff.attempt, delayMs: Int(delay * 1000)))
-            let deadline = Date().addingTimeInterval(delay)
-            while Date() < deadline && !stopper.isStopped {
-                try? await Task.sleep(nanoseconds: 50_000_000)
-            }
-            if stopper.isStopped {
-                try? await group.shutdownGracefully()
-                return
-            }
+            guard case .failed(let error, let afterWelcome) = outcome, !stopper.isStopped else { return .done }
+            return .failed(error, afterWelcome: afterWelcome)
         }
-    }
-}
-
-/// Exponential backoff with full jitter: attempt n waits a random time in [cap(base * 2^n) / 2, cap(...)].
-struct Backoff {
-    let base: Double
-    let cap: Double
-    private(set) var attempt = 0
-
-    init(base: Double, cap: Double) {
-        self.base = base
-        self.cap = cap
-    }
-
-    mutating func next() -> Double {
-        self.attempt += 1
-        let ceiling = min(self.cap, self.base * pow(2, Double(self.attempt - 1)))
-        // Half fixed, half random: spreads reconnecting clients without ever retrying at once.
-        return ceiling / 2 + Double.random(in: 0...(ceiling / 2))
-    }
-
-    mutating func reset() {
-        self.attempt = 0
+        try? await group.shutdownGracefully()
+        if let failure { throw failure }
     }
 }
 

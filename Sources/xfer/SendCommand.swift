@@ -35,7 +35,7 @@ struct SendCommand: AsyncParsableCommand {
         if self.to != nil && self.all {
             throw ValidationError("use either --to NAME or --all, not both")
         }
-        if let to = self.to, !ServerConnectionStateMachine.isValidName(to) {
+        if let to = self.to, !Hello.isValidName(to) {
             throw ValidationError(
                 "--to \"\(to)\" is not a valid listener name: use letters, digits, '.', '_', '-', '@'"
             )
@@ -47,7 +47,7 @@ struct SendCommand: AsyncParsableCommand {
 
     func run() async throws {
         var configuration = self.client.configuration(
-            role: "send",
+            role: .send,
             server: try self.client.serverURL(),
             timezone: try self.client.resolvedTimezone()
         )

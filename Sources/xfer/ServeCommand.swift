@@ -136,13 +136,14 @@ struct ServeCommand: AsyncParsableCommand {
         let server = XferServer(
             configuration: configuration,
             sink: sink,
-            registry: ClientRegistry(holdSeconds: self.holdSeconds, maxHeldPerName: self.holdMessages)
+            router: LocalMessageRouter(holdSeconds: self.holdSeconds, maxHeldPerName: self.holdMessages)
         )
         _ = try await server.start()
         let stopped = SignalWatcher.onTermination {
             await server.shutdown()
         }
-        ServeStdinCommands(registry: server.registry, sink: sink).start()
+        ServeCommandInterpreter(registry: server.registry, router: server.router, sink: sink, loop: server.eventLoop)
+            .start()
         await stopped.value
     }
 

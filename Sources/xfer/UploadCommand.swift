@@ -103,7 +103,7 @@ struct UploadCommand: AsyncParsableCommand {
             )
             // The upload id in the URL lets a load balancer send every connection of one upload to one server.
             let configuration = self.client.configuration(
-                role: "upload",
+                role: .upload,
                 server: server.addingQuery("upload", job.id),
                 timezone: timezone
             )
@@ -141,20 +141,15 @@ struct UploadCommand: AsyncParsableCommand {
         group: EventLoopGroup,
         sink: EventSink
     ) async -> XferError? {
-        var backoff = Backoff(base: 0.5, cap: 10)
-        var attempts = 0
-        // Not `superseded`: another run of the same upload took over, and taking it back would make them fight.
-        let retryable: Set<XferError.Code> = [
-            .connectionLost, .serverUnreachable, .timeout, .shutdown, .serverFull, .handshakeTimeout,
-        ]
-        while true {
+        let policy = ReconnectPolicy(cap: 10, maxRetries: self.retries)
+        return await ReconnectLoop.run(policy: policy, sink: sink) {
             let outcome: ClientOutcome
             do {
                 outcome = try await XferClient.run(configuration: configuration, group: group, sink: sink) {
                     UploadRole(job: job)
                 }.get()
             } catch {
-                return XferError(.internalError, "\(error)")
+                return .failed(XferError(.internalError, "\(error)"), afterWelcome: false)
             }
             let (saved, fatal, state) =
                 (try? await job.loop.submit { (job.savedName, job.fatalError, job.summary) }.get()) ?? (nil, nil, nil)
@@ -171,31 +166,19 @@ struct UploadCommand: AsyncParsableCommand {
                         upload: job.id
                     )
                 )
-                return nil
+                return .done
             }
-            if let fatal { return fatal }
-            let error: XferError
+            // A failure a reconnect cannot mend: the policy gives up on its code.
+            if let fatal { return .failed(fatal, afterWelcome: false) }
             switch outcome {
             case .finished:
-                error = XferError(.connectionLost, "the server closed the upload of \(job.name) before saving it")
+                return .failed(
+                    XferError(.connectionLost, "the server closed the upload of \(job.name) before saving it"),
+                    afterWelcome: false
+                )
             case .failed(let failure, let afterWelcome):
-                error = failure
-                if afterWelcome { backoff.reset() }
+                return .failed(failure, afterWelcome: afterWelcome)
             }
-            guard retryable.contains(error.code), attempts < self.retries else {
-                if attempts > 0 && retryable.contains(error.code) {
-                    return XferError(
-                        error.code,
-                        "\(error.message) (gave up after \(attempts) retries; run the same command again to resume)"
-                    )
-                }
-                return error
-            }
-            attempts += 1
-            let delay = backoff.next()
-            Diagnostics.print("xfer: \(error.message); reconnecting in \(Int(delay * 1000)) ms")
-            sink.emit(.reconnecting(attempt: attempts, delayMs: Int(delay * 1000)))
-            try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
         }
     }
 }

@@ -22,7 +22,7 @@ import Testing
         let action = machine.textReceived("Europe/Paris", isKnownZone: Self.isKnown)
         let session = ServerConnectionStateMachine.Session(
             timezone: "Europe/Paris",
-            role: "plain",
+            role: .plain,
             name: nil,
             relayTo: nil,
             relayToAll: false
@@ -86,7 +86,7 @@ import Testing
         let action = machine.controlReceived(.hello(["timezone": "+05:30"]), isKnownZone: Self.isKnown)
         let session = ServerConnectionStateMachine.Session(
             timezone: "+05:30",
-            role: "send",
+            role: .send,
             name: nil,
             relayTo: nil,
             relayToAll: false
@@ -148,15 +148,15 @@ import Testing
     }
 
     @Test func listenerNamesAllowLettersDigitsAndDotUnderscoreDashAt() {
-        #expect(ServerConnectionStateMachine.isValidName("ops.team_1-a@host"))
-        #expect(ServerConnectionStateMachine.isValidName(String(repeating: "n", count: 128)))
-        #expect(!ServerConnectionStateMachine.isValidName(""))
-        #expect(!ServerConnectionStateMachine.isValidName(String(repeating: "n", count: 129)))
+        #expect(Hello.isValidName("ops.team_1-a@host"))
+        #expect(Hello.isValidName(String(repeating: "n", count: 128)))
+        #expect(!Hello.isValidName(""))
+        #expect(!Hello.isValidName(String(repeating: "n", count: 129)))
     }
 
     @Test func xferListenerHelloCarriesItsName() {
         let machine = Self.connectedXfer(["timezone": "Europe/Paris", "role": "listen", "name": "ops"])
-        #expect(machine.session?.role == "listen")
+        #expect(machine.session?.role == .listen)
         #expect(machine.session?.name == "ops")
         #expect(machine.session?.relayTo == nil)
     }

@@ -15,6 +15,33 @@ import Musl
 import Darwin
 #endif
 
+/// A server's two connection seams together, as the connection handler uses them: the registry (slots, ids,
+/// listing) and the local message router (names, `seq`, held texts), delivering into the peers' channels.
+final class Connections {
+    let registry = ClientRegistry()
+    let router: LocalMessageRouter
+
+    init(holdSeconds: Double = 60, maxHeldPerName: Int = 1000) {
+        self.router = LocalMessageRouter(holdSeconds: holdSeconds, maxHeldPerName: maxHeldPerName)
+    }
+
+    func relay(_ text: String, from: String, to target: RelayTarget) -> RelayResult? {
+        self.router.route(text, from: from, to: target)
+    }
+
+    func unregister(id: Int) {
+        self.router.left(client: id)
+        self.registry.unregister(id: id)
+    }
+
+    func reserveSlot(limit: Int) -> Bool { self.registry.reserveSlot(limit: limit) }
+    func releaseSlot() { self.registry.releaseSlot() }
+    func nextClientID() -> Int { self.registry.nextClientID() }
+    func listing() -> [ClientRegistry.ClientInfo] { self.registry.listing() }
+    func allChannels() -> [Channel] { self.registry.allChannels() }
+    var count: Int { self.registry.count }
+}
+
 /// Checks relaying, listener names, held texts and connection slots, with `EmbeddedChannel`s as the clients.
 @Suite struct ClientRegistryTests {
     /// One fake connection: its channel receives whatever the registry writes to it.
@@ -29,7 +56,7 @@ import Darwin
             self.plain = plain
             self.session = .init(
                 timezone: "UTC",
-                role: plain ? "plain" : role,
+                role: plain ? .plain : ClientKind(rawValue: role)!,
                 name: name,
                 relayTo: nil,
                 relayToAll: false
@@ -38,14 +65,19 @@ import Darwin
         }
 
         /// Registers this peer, as the connection handler does after the handshake.
-        func register(in registry: ClientRegistry) {
-            #expect(registry.reserveSlot(limit: .max))
-            registry.register(
+        func register(in connections: Connections) {
+            #expect(connections.reserveSlot(limit: .max))
+            connections.registry.register(
                 id: self.id,
                 channel: self.channel,
                 peer: "peer-\(self.id)",
-                session: self.session,
-                plain: self.plain
+                session: self.session
+            )
+            connections.router.joined(
+                client: self.id,
+                kind: self.session.role,
+                name: self.session.name,
+                inbox: ChannelInbox(channel: self.channel, plain: self.plain)
             )
         }
 
@@ -70,17 +102,17 @@ import Darwin
     }
 
     @Test func relayToANameNobodyUsedIsNil() {
-        let registry = ClientRegistry()
+        let registry = Connections()
         #expect(registry.relay("hi", from: "a", to: .name("ops")) == nil)
     }
 
     @Test func relayToAnUnknownClientIsNil() {
-        let registry = ClientRegistry()
+        let registry = Connections()
         #expect(registry.relay("hi", from: "a", to: .client(42)) == nil)
     }
 
     @Test func sendersAreNotListeners() throws {
-        let registry = ClientRegistry()
+        let registry = Connections()
         let sender = try Peer(id: 1, role: "send", name: "ops")
         sender.register(in: registry)
         #expect(registry.relay("hi", from: "a", to: .name("ops")) == nil)
@@ -89,7 +121,7 @@ import Darwin
     }
 
     @Test func relayToANamedListenerDeliversWithSequenceNumbers() throws {
-        let registry = ClientRegistry()
+        let registry = Connections()
         let listener = try Peer(id: 1, role: "listen", name: "ops")
         listener.register(in: registry)
         #expect(registry.relay("one", from: "alice", to: .name("ops")) == RelayResult(delivered: 1, held: 0))
@@ -104,7 +136,7 @@ import Darwin
     }
 
     @Test func everyListenerUnderANameGetsTheSameSequenceNumber() throws {
-        let registry = ClientRegistry()
+        let registry = Connections()
         let first = try Peer(id: 1, role: "listen", name: "ops")
         let second = try Peer(id: 2, role: "listen", name: "ops")
         first.register(in: registry)
@@ -115,7 +147,7 @@ import Darwin
     }
 
     @Test func textsForAListenerThatLeftAreHeldAndDeliveredInOrderWhenItReturns() throws {
-        let registry = ClientRegistry(holdSeconds: 60)
+        let registry = Connections(holdSeconds: 60)
         let before = try Peer(id: 1, role: "listen", name: "ops")
         before.register(in: registry)
         #expect(registry.relay("zero", from: "a", to: .name("ops")) == RelayResult(delivered: 1, held: 0))
@@ -139,7 +171,7 @@ import Darwin
     }
 
     @Test func heldTextsBeyondTheLimitDropTheOldest() throws {
-        let registry = ClientRegistry(holdSeconds: 60, maxHeldPerName: 2)
+        let registry = Connections(holdSeconds: 60, maxHeldPerName: 2)
         let before = try Peer(id: 1, role: "listen", name: "ops")
         before.register(in: registry)
         registry.unregister(id: before.id)
@@ -158,7 +190,7 @@ import Darwin
     }
 
     @Test func aNameIsForgottenAfterTheHoldPeriod() throws {
-        let registry = ClientRegistry(holdSeconds: 0.02)
+        let registry = Connections(holdSeconds: 0.02)
         let listener = try Peer(id: 1, role: "listen", name: "ops")
         listener.register(in: registry)
         registry.unregister(id: listener.id)
@@ -167,7 +199,7 @@ import Darwin
     }
 
     @Test func heldTextsExpireAfterTheHoldPeriod() throws {
-        let registry = ClientRegistry(holdSeconds: 0.05)
+        let registry = Connections(holdSeconds: 0.05)
         let before = try Peer(id: 1, role: "listen", name: "ops")
         before.register(in: registry)
         registry.unregister(id: before.id)
@@ -179,7 +211,7 @@ import Darwin
     }
 
     @Test func plainClientsGetRelayedTextAsAJSONTextFrame() throws {
-        let registry = ClientRegistry()
+        let registry = Connections()
         let browser = try Peer(id: 5, role: "plain", plain: true)
         browser.register(in: registry)
         let text = "hello \"ünïcødé\"\n"
@@ -195,7 +227,7 @@ import Darwin
     }
 
     @Test func relayToASenderOrUploaderByIDIsNil() throws {
-        let registry = ClientRegistry()
+        let registry = Connections()
         let sender = try Peer(id: 3, role: "send")
         let uploader = try Peer(id: 4, role: "upload")
         sender.register(in: registry)
@@ -207,7 +239,7 @@ import Darwin
     }
 
     @Test func relayToAListenerByIDUsesItsNamesSequence() throws {
-        let registry = ClientRegistry()
+        let registry = Connections()
         let listener = try Peer(id: 3, role: "listen", name: "ops")
         listener.register(in: registry)
         _ = registry.relay("by name", from: "a", to: .name("ops"))
@@ -220,7 +252,7 @@ import Darwin
     }
 
     @Test func relayToAllReachesListenersAndPlainClientsButNotSenders() throws {
-        let registry = ClientRegistry()
+        let registry = Connections()
         let ops = try Peer(id: 1, role: "listen", name: "ops")
         let dev = try Peer(id: 2, role: "listen", name: "dev")
         let browser = try Peer(id: 3, role: "plain", plain: true)
@@ -236,7 +268,7 @@ import Darwin
     }
 
     @Test func anUnnamedClientIsForgottenWhenItLeaves() throws {
-        let registry = ClientRegistry()
+        let registry = Connections()
         let browser = try Peer(id: 1, role: "plain", plain: true)
         browser.register(in: registry)
         registry.unregister(id: 1)
@@ -246,7 +278,7 @@ import Darwin
     }
 
     @Test func reservedSlotsCountAgainstTheConnectionLimit() {
-        let registry = ClientRegistry()
+        let registry = Connections()
         #expect(registry.reserveSlot(limit: 2))
         #expect(registry.reserveSlot(limit: 2))
         #expect(!registry.reserveSlot(limit: 2))
@@ -255,7 +287,7 @@ import Darwin
     }
 
     @Test func registeredClientsCountAgainstTheConnectionLimit() throws {
-        let registry = ClientRegistry()
+        let registry = Connections()
         let peer = try Peer(id: 1, role: "send")
         peer.register(in: registry)
         #expect(registry.count == 1)
@@ -266,12 +298,12 @@ import Darwin
     }
 
     @Test func clientIDsAreAssignedInOrder() {
-        let registry = ClientRegistry()
+        let registry = Connections()
         #expect((0..<3).map { _ in registry.nextClientID() } == [1, 2, 3])
     }
 
     @Test func listingIsSortedByID() throws {
-        let registry = ClientRegistry()
+        let registry = Connections()
         let peers = try [3, 1, 2].map { try Peer(id: $0, role: "listen", name: "n\($0)") }
         for peer in peers {
             peer.register(in: registry)

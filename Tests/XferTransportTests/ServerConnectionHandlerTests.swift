@@ -198,7 +198,7 @@ import XferEvents
     }
 
     @Test func xferSenderRelaysToANamedListener() throws {
-        let registry = ClientRegistry()
+        let registry = Connections()
         let listener = try ConnectionHarness(mode: .xfer, registry: registry, clientID: 1)
         defer { listener.finish() }
         let sender = try ConnectionHarness(mode: .xfer, registry: registry, events: listener.events, clientID: 2)
@@ -222,8 +222,8 @@ import XferEvents
     }
 
     @Test func returningListenerGetsWelcomeBeforeItsHeldTexts() throws {
-        let registry = ClientRegistry()
-        let events = try EventFile()
+        let registry = Connections()
+        let events = EventFile()
         let sender = try ConnectionHarness(mode: .xfer, registry: registry, events: events, clientID: 1)
         defer { sender.finish() }
         let first = try ConnectionHarness(mode: .xfer, registry: registry, events: events, clientID: 2)
@@ -491,7 +491,7 @@ import XferEvents
     }
 
     @Test func connectionThatNeverHandshakesGivesItsSlotBackSilently() throws {
-        let registry = ClientRegistry()
+        let registry = Connections()
         let harness = try ConnectionHarness(mode: .plain, registry: registry)
         harness.finish()
         #expect(try harness.events.events().isEmpty)

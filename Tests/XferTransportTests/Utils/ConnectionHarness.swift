@@ -16,30 +16,14 @@ import Musl
 import Darwin
 #endif
 
-/// A temporary file that a `FileDescriptorSink` writes events into, so a test can read them back.
+/// The events a server emitted, recorded in memory and read back as the JSON objects stdout would carry.
 final class EventFile {
-    let path: String
-    let fd: Int32
-    let sink: FileDescriptorSink
+    let sink = RecordingEventSink()
 
-    init() throws {
-        self.path =
-            FileManager.default.temporaryDirectory
-            .appendingPathComponent("xfer-events-\(UUID().uuidString).jsonl").path
-        self.fd = open(self.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        try #require(self.fd >= 0, "cannot create \(self.path)")
-        self.sink = FileDescriptorSink(fd: self.fd)
-    }
-
-    deinit {
-        close(self.fd)
-        unlink(self.path)
-    }
-
-    /// Every event written so far, parsed.
+    /// Every event emitted so far, as parsed JSON lines.
     func events() throws -> [[String: Any]] {
-        let text = try String(contentsOfFile: self.path, encoding: .utf8)
-        return try text.split(separator: "\n").map { line in
+        try self.sink.events.map { event in
+            let line = event.jsonLine
             let value = try JSONSerialization.jsonObject(with: Data(line.utf8))
             return try #require(value as? [String: Any], "not a JSON object: \(line)")
         }
@@ -64,24 +48,26 @@ final class ConnectionHarness {
         .appendingPathComponent("xfer-unit-no-uploads-\(UUID().uuidString)").path
 
     let channel: EmbeddedChannel
-    let registry: ClientRegistry
+    let registry: Connections
     let events: EventFile
     let clientID: Int
 
     init(
         mode: ServerConnectionStateMachine.Mode,
         configuration: ServerConfiguration = ConnectionHarness.configuration(),
-        registry: ClientRegistry = ClientRegistry(),
+        registry: Connections = Connections(),
+        router: (any MessageRouter)? = nil,
         events: EventFile? = nil,
         clientID: Int = 1,
         handshakeDeadline: NIODeadline = .uptimeNanoseconds(0) + .seconds(10)
     ) throws {
-        self.events = try events ?? EventFile()
+        self.events = events ?? EventFile()
         self.registry = registry
         self.clientID = clientID
         let server = ServerContext(
             configuration: configuration,
-            registry: registry,
+            registry: registry.registry,
+            router: router ?? registry.router,
             sink: self.events.sink,
             // No test here uploads: the store's directory is never created.
             store: LocalUploadStore(directory: Self.unusedDirectory, maxFileSize: 1 << 20),

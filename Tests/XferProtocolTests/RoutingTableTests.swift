@@ -1,0 +1,100 @@
+import Testing
+
+@testable import XferProtocol
+
+/// Drives the routing decisions with a clock passed in: names, `seq`, held texts and expiry, without sockets or
+/// sleeping.
+@Suite struct RoutingTableTests {
+    static let second: UInt64 = 1_000_000_000
+
+    @Test func aNameNobodyUsedIsUnknown() {
+        var table = RoutingTable(holdSeconds: 60, maxHeldPerName: 10)
+        #expect(table.route("hi", from: "a", to: .name("ops"), now: 0) == .unknownTarget)
+        #expect(table.route("hi", from: "a", to: .client(1), now: 0) == .unknownTarget)
+        #expect(
+            table.route("hi", from: "a", to: .allListeners, now: 0)
+                == .deliver([], result: .init(delivered: 0, held: 0))
+        )
+    }
+
+    @Test func sendersAndUploadersNeverJoin() {
+        var table = RoutingTable(holdSeconds: 60, maxHeldPerName: 10)
+        #expect(table.joined(client: 1, kind: .send, name: "ops", now: 0).isEmpty)
+        #expect(table.joined(client: 2, kind: .upload, name: nil, now: 0).isEmpty)
+        #expect(table.route("x", from: "a", to: .name("ops"), now: 0) == .unknownTarget)
+        #expect(table.route("x", from: "a", to: .client(2), now: 0) == .unknownTarget)
+    }
+
+    @Test func everyListenerOfANameGetsTheSameSeqInOrder() {
+        var table = RoutingTable(holdSeconds: 60, maxHeldPerName: 10)
+        _ = table.joined(client: 1, kind: .listen, name: "ops", now: 0)
+        _ = table.joined(client: 2, kind: .listen, name: "ops", now: 0)
+        guard case .deliver(let first, let result) = table.route("one", from: "a", to: .name("ops"), now: 1) else {
+            Issue.record("not delivered")
+            return
+        }
+        #expect(result == RelayResult(delivered: 2, held: 0))
+        #expect(Set(first.map(\.client)) == [1, 2])
+        #expect(first.allSatisfy { $0.seq == 1 && $0.text == "one" && $0.from == "a" })
+        guard case .deliver(let second, _) = table.route("two", from: "b", to: .client(2), now: 2) else {
+            Issue.record("not delivered")
+            return
+        }
+        // By id, a named listener still counts in its name's sequence.
+        #expect(second == [RoutingTable.Delivery(client: 2, seq: 2, from: "b", text: "two")])
+    }
+
+    @Test func textsAreHeldWhileANameIsAwayAndDeliveredInOrderOnReturn() {
+        var table = RoutingTable(holdSeconds: 60, maxHeldPerName: 10)
+        _ = table.joined(client: 1, kind: .listen, name: "ops", now: 0)
+        table.left(client: 1, now: 1 * Self.second)
+        for text in ["one", "two"] {
+            #expect(
+                table.route(text, from: "a", to: .name("ops"), now: 2 * Self.second)
+                    == .deliver([], result: RelayResult(delivered: 0, held: 1))
+            )
+        }
+        #expect(table.heldCount(for: "ops") == 2)
+        let held = table.joined(client: 7, kind: .listen, name: "ops", now: 3 * Self.second)
+        #expect(held.map(\.seq) == [1, 2])
+        #expect(held.map(\.text) == ["one", "two"])
+        #expect(held.allSatisfy { $0.client == 7 })
+        #expect(table.heldCount(for: "ops") == 0)
+    }
+
+    @Test func aNameIsForgottenOnceTheHoldPeriodIsOver() {
+        var table = RoutingTable(holdSeconds: 5, maxHeldPerName: 10)
+        _ = table.joined(client: 1, kind: .listen, name: "ops", now: 0)
+        table.left(client: 1, now: 10 * Self.second)
+        #expect(table.route("x", from: "a", to: .name("ops"), now: 14 * Self.second) != .unknownTarget)
+        #expect(table.route("y", from: "a", to: .name("ops"), now: 16 * Self.second) == .unknownTarget)
+    }
+
+    @Test func heldTextsExpireAndTheOldestGoFirstBeyondTheLimit() {
+        var table = RoutingTable(holdSeconds: 5, maxHeldPerName: 2)
+        _ = table.joined(client: 1, kind: .listen, name: "ops", now: 0)
+        table.left(client: 1, now: 0)
+        for (index, text) in ["one", "two", "three"].enumerated() {
+            _ = table.route(text, from: "a", to: .name("ops"), now: UInt64(index) * Self.second)
+        }
+        #expect(table.heldCount(for: "ops") == 2)
+        // "two" was held at 1 s and is 6 s old at 7 s: expired; "three" (2 s) is 5 s old: kept.
+        let held = table.joined(client: 2, kind: .listen, name: "ops", now: 7 * Self.second)
+        #expect(held.map(\.text) == ["three"])
+        #expect(held.map(\.seq) == [3])
+    }
+
+    @Test func anUnnamedReceiverIsForgottenWhenItLeaves() {
+        var table = RoutingTable(holdSeconds: 60, maxHeldPerName: 10)
+        _ = table.joined(client: 4, kind: .plain, name: nil, now: 0)
+        #expect(
+            table.route("x", from: "a", to: .allListeners, now: 0)
+                == .deliver([.init(client: 4, seq: 1, from: "a", text: "x")], result: .init(delivered: 1, held: 0))
+        )
+        table.left(client: 4, now: 0)
+        #expect(table.route("y", from: "a", to: .client(4), now: 0) == .unknownTarget)
+        #expect(
+            table.route("y", from: "a", to: .allListeners, now: 0) == .deliver([], result: .init(delivered: 0, held: 0))
+        )
+    }
+}
