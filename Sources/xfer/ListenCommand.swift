@@ -55,22 +55,27 @@ struct ListenCommand: AsyncParsableCommand {
         let signals = SignalWatcher.onTermination { stopper.stop(on: loop) }
         defer { signals.cancel() }
         let policy = ReconnectPolicy(cap: self.maxBackoff, maxRetries: self.noReconnect ? 0 : nil)
-        let failure = await ReconnectLoop.run(policy: policy, sink: sink, isStopped: { stopper.isStopped }) {
-            let outcome: ClientOutcome
-            do {
-                outcome = try await XferClient.run(configuration: configuration, group: group, sink: sink) {
-                    let role = ListenRole()
-                    if stopper.isStopped { role.stop() }
-                    stopper.current = NIOLoopBound(role, eventLoop: loop)
-                    return role
-                }.get()
-            } catch {
-                return .failed(XferError(.internalError, "\(error)"), afterWelcome: false)
+        let failure = await ReconnectLoop.run(
+            policy: policy,
+            sink: sink,
+            isStopped: { stopper.isStopped },
+            session: {
+                let outcome: ClientOutcome
+                do {
+                    outcome = try await XferClient.run(configuration: configuration, group: group, sink: sink) {
+                        let role = ListenRole()
+                        if stopper.isStopped { role.stop() }
+                        stopper.current = NIOLoopBound(role, eventLoop: loop)
+                        return role
+                    }.get()
+                } catch {
+                    return .failed(XferError(.internalError, "\(error)"), afterWelcome: false)
+                }
+                stopper.current = nil
+                guard case .failed(let error, let afterWelcome) = outcome, !stopper.isStopped else { return .done }
+                return .failed(error, afterWelcome: afterWelcome)
             }
-            stopper.current = nil
-            guard case .failed(let error, let afterWelcome) = outcome, !stopper.isStopped else { return .done }
-            return .failed(error, afterWelcome: afterWelcome)
-        }
+        )
         try? await group.shutdownGracefully()
         if let failure { throw failure }
     }
