@@ -107,23 +107,14 @@ struct UploadCommand: AsyncParsableCommand {
                 server: server.addingQuery("upload", job.id),
                 timezone: timezone
             )
-            if let error = await self.upload(job, configuration: configuration, group: group, sink: sink) {
-                let (resumedFrom, verified) = try await loop.submit { (job.resumedFrom ?? 0, job.acknowledgedBytes) }
-                    .get()
-                sink.emit(
-                    .uploadStatus(
-                        ok: false,
-                        file: source.displayName,
-                        name: name,
-                        bytes: verified,
-                        sha256: nil,
-                        path: nil,
-                        resumedFrom: resumedFrom,
-                        upload: job.id,
-                        code: error.code.rawValue,
-                        reason: error.message
-                    )
-                )
+            let policy = ReconnectPolicy(cap: 10, maxRetries: self.retries)
+            if let error = await UploadRunner.run(
+                job,
+                configuration: configuration,
+                group: group,
+                sink: sink,
+                policy: policy
+            ) {
                 CommandFailure.report(error)
                 firstFailure = firstFailure ?? error
             }
@@ -131,54 +122,6 @@ struct UploadCommand: AsyncParsableCommand {
         try? await group.shutdownGracefully()
         if let firstFailure {
             throw ExitCode(firstFailure.exitStatus)
-        }
-    }
-
-    /// Runs `job` to the end, reconnecting with backoff; returns the error it ended with, if any.
-    private func upload(
-        _ job: UploadJob,
-        configuration: ClientConfiguration,
-        group: EventLoopGroup,
-        sink: EventSink
-    ) async -> XferError? {
-        let policy = ReconnectPolicy(cap: 10, maxRetries: self.retries)
-        return await ReconnectLoop.run(policy: policy, sink: sink) {
-            let outcome: ClientOutcome
-            do {
-                outcome = try await XferClient.run(configuration: configuration, group: group, sink: sink) {
-                    UploadRole(job: job)
-                }.get()
-            } catch {
-                return .failed(XferError(.internalError, "\(error)"), afterWelcome: false)
-            }
-            let (saved, fatal, state) =
-                (try? await job.loop.submit { (job.savedName, job.fatalError, job.summary) }.get()) ?? (nil, nil, nil)
-            if let saved, let state {
-                sink.emit(
-                    .uploadStatus(
-                        ok: true,
-                        file: job.source.displayName,
-                        name: saved,
-                        bytes: state.bytes,
-                        sha256: state.sha256,
-                        path: saved,
-                        resumedFrom: state.resumedFrom,
-                        upload: job.id
-                    )
-                )
-                return .done
-            }
-            // A failure a reconnect cannot mend: the policy gives up on its code.
-            if let fatal { return .failed(fatal, afterWelcome: false) }
-            switch outcome {
-            case .finished:
-                return .failed(
-                    XferError(.connectionLost, "the server closed the upload of \(job.name) before saving it"),
-                    afterWelcome: false
-                )
-            case .failed(let failure, let afterWelcome):
-                return .failed(failure, afterWelcome: afterWelcome)
-            }
         }
     }
 }
