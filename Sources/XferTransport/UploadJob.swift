@@ -305,7 +305,7 @@ public final class UploadJob: @unchecked Sendable {
     }
 
     private func rejected(at offset: UInt64, reason: String) {
-        guard case .resend(let index, let offset, let retry) = self.machine.rejected(at: offset) else { return }
+        guard case .resend(let index, _, let retry) = self.machine.rejected(at: offset) else { return }
         self.sink.emit(
             .retry(name: self.name, offset: offset, reason: reason, count: retry, client: nil, upload: self.id)
         )
