@@ -87,6 +87,26 @@ import XferProtocol
             self.wire = []
         }
 
+        /// A connection the server accepts at 0: a fresh upload.
+        mutating func start() {
+            self.connect()
+            self.accept(0)
+        }
+
+        /// The connection ends and a new one offers the upload again.
+        mutating func reconnect() {
+            self.machine.disconnected()
+            self.connect()
+        }
+
+        /// Reads, sends and delivers `count` blocks one at a time, `server` acknowledging each or not.
+        mutating func deliver(_ count: Int, to server: inout Server, acknowledge: Bool = true) {
+            for _ in 0..<count {
+                self.completeReads(1)
+                server.receive(&self, blocks: 1, acknowledge: acknowledge)
+            }
+        }
+
         /// The server accepts at `offset`; mirrors the blocks as the driver does.
         @discardableResult
         mutating func accept(_ offset: UInt64) -> UploadSenderStateMachine.AcceptAction {
@@ -193,8 +213,7 @@ import XferProtocol
 
     @Test func theWindowBoundsBlocksPreparingReadyAndInFlight() {
         var harness = Harness(length: 100, window: 3)
-        harness.connect()
-        harness.accept(0)
+        harness.start()
         #expect(harness.reads.count == 3)
         harness.completeReads()
         #expect(harness.inFlight.count == 3)
@@ -206,8 +225,7 @@ import XferProtocol
 
     @Test func blocksPreparedOutOfOrderAreSentInOrder() {
         var harness = Harness(length: 12, window: 3)
-        harness.connect()
-        harness.accept(0)
+        harness.start()
         // The encoders finish the third block first, then the second: nothing goes out before the first.
         let reads = harness.reads
         harness.reads = []
@@ -228,8 +246,7 @@ import XferProtocol
 
     @Test func aBlockedConnectionSendsNothingUntilWritable() {
         var harness = Harness(length: 12)
-        harness.connect()
-        harness.accept(0)
+        harness.start()
         harness.reads.removeAll()
         for offset: UInt64 in [0, 4, 8] {
             _ = harness.machine.blockPrepared(offset: offset, length: 4, generation: 0)
@@ -243,8 +260,7 @@ import XferProtocol
 
     @Test func acknowledgementsReleaseBlocksAndProgressIsThrottled() {
         var harness = Harness(length: 40, window: 8)
-        harness.connect()
-        harness.accept(0)
+        harness.start()
         harness.completeReads()
         guard case .release(count: 1, progress: nil) = harness.ack(4, after: 1_000) else {
             Issue.record("an acknowledgement right after the accept releases without a progress report")
@@ -286,8 +302,7 @@ import XferProtocol
 
     @Test func aRejectedBlockIsResentWithWhatFollowedIt() {
         var harness = Harness(length: 20, window: 4)
-        harness.connect()
-        harness.accept(0)
+        harness.start()
         harness.completeReads()
         #expect(harness.wire == [0, 4, 8, 12])
         harness.ack(4)
@@ -306,15 +321,10 @@ import XferProtocol
             for acknowledged in [false, true] {
                 var harness = Harness(length: 22, window: 3)
                 var server = Server()
-                harness.connect()
-                harness.accept(0)
-                for _ in 0..<cut {
-                    harness.completeReads(1)
-                    // Acknowledgements lost in the cut leave the server ahead of what the client knows.
-                    server.receive(&harness, blocks: 1, acknowledge: acknowledged)
-                }
-                harness.machine.disconnected()
-                harness.connect()
+                harness.start()
+                // Acknowledgements lost in the cut leave the server ahead of what the client knows.
+                harness.deliver(cut, to: &server, acknowledge: acknowledged)
+                harness.reconnect()
                 let resumed = server.verified
                 guard case .resume(releasing: _, progress: resumed) = harness.accept(resumed) else {
                     Issue.record("cut \(cut): \(resumed) lies in the retained blocks")
@@ -331,14 +341,9 @@ import XferProtocol
         for cut in 0...6 {
             var harness = Harness(length: 22, window: 8, stream: true)
             var server = Server()
-            harness.connect()
-            harness.accept(0)
-            for _ in 0..<cut {
-                harness.completeReads(1)
-                server.receive(&harness, blocks: 1, acknowledge: false)
-            }
-            harness.machine.disconnected()
-            harness.connect()
+            harness.start()
+            harness.deliver(cut, to: &server, acknowledge: false)
+            harness.reconnect()
             guard case .resume(releasing: let releasing, progress: server.verified) = harness.accept(server.verified)
             else {
                 Issue.record("cut \(cut): a stream resumes from its retained blocks")
@@ -353,14 +358,9 @@ import XferProtocol
     @Test func aStreamResumedBeforeItsRetainedBlocksFailsForGood() {
         var harness = Harness(length: 40, window: 2, stream: true)
         var server = Server()
-        harness.connect()
-        harness.accept(0)
-        for _ in 0..<4 {
-            harness.completeReads(1)
-            server.receive(&harness, blocks: 1)
-        }
-        harness.machine.disconnected()
-        harness.connect()
+        harness.start()
+        harness.deliver(4, to: &server)
+        harness.reconnect()
         // The server lost its partial: it wants the stream from the start, long gone from memory.
         guard case .fail(let error) = harness.accept(0) else {
             Issue.record("a stream cannot go back before its replay window")
@@ -379,11 +379,9 @@ import XferProtocol
 
     @Test func aStreamResumedAfterWhatItSentIsAProtocolError() {
         var harness = Harness(length: 40, window: 2, stream: true)
-        harness.connect()
-        harness.accept(0)
+        harness.start()
         harness.completeReads(1)
-        harness.machine.disconnected()
-        harness.connect()
+        harness.reconnect()
         guard case .fail(let error) = harness.accept(16) else {
             Issue.record("a server cannot have bytes of a stream that were never sent")
             return
@@ -396,18 +394,13 @@ import XferProtocol
         for offset: UInt64 in [0, 8, 32] {
             var harness = Harness(length: 40, window: 2)
             var server = Server()
-            harness.connect()
-            harness.accept(0)
-            for _ in 0..<4 {
-                harness.completeReads(1)
-                server.receive(&harness, blocks: 1)
-            }
+            harness.start()
+            harness.deliver(4, to: &server)
             // Reads still outstanding from before the jump.
             harness.pump()
             let stale = harness.reads
             #expect(!stale.isEmpty)
-            harness.machine.disconnected()
-            harness.connect()
+            harness.reconnect()
             guard case .restart(at: offset, generation: 1) = harness.accept(offset) else {
                 Issue.record("a file re-reads from \(offset)")
                 continue
@@ -423,11 +416,9 @@ import XferProtocol
 
     @Test func aStaleBlockFromBeforeAJumpIsDiscarded() {
         var harness = Harness(length: 40, window: 2)
-        harness.connect()
-        harness.accept(0)
+        harness.start()
         let stale = harness.reads
-        harness.machine.disconnected()
-        harness.connect()
+        harness.reconnect()
         harness.reads = []
         harness.accept(16)
         #expect(harness.machine.blockPrepared(offset: stale[0].offset, length: 4, generation: 0) == .discard)
@@ -479,8 +470,7 @@ import XferProtocol
 
     @Test func aStreamEndsAtItsFirstShortRead() {
         var harness = Harness(length: 9, window: 4, stream: true)
-        harness.connect()
-        harness.accept(0)
+        harness.start()
         #expect(harness.reads.map(\.expected) == [nil, nil, nil, nil])
         #expect(harness.machine.streamEnded(at: 9) == .totalKnown(9))
         #expect(harness.machine.streamEnded(at: 12) == .idle, "a later empty read does not move the end")
@@ -493,15 +483,13 @@ import XferProtocol
     @Test func anEmptyStreamFinishesWithZeroBytes() {
         var harness = Harness(length: 0, stream: true)
         var server = Server()
-        harness.connect()
-        harness.accept(0)
+        harness.start()
         Self.finishUpload(&harness, &server)
     }
 
     @Test func aChangedSourceFailsTheUploadForGood() {
         var harness = Harness(length: 40)
-        harness.connect()
-        harness.accept(0)
+        harness.start()
         harness.reads.removeFirst()
         guard case .fail(let error) = harness.machine.readFailed(XferError(.inputUnreadable, "f changed")) else {
             Issue.record("a failed read fails the upload")
@@ -524,8 +512,7 @@ import XferProtocol
         // upload keeps its place, and whether to reconnect is the command's choice.
         var harness = Harness(length: 40, window: 4)
         var server = Server()
-        harness.connect()
-        harness.accept(0)
+        harness.start()
         harness.completeReads()
         server.receive(&harness, blocks: 2)
         harness.machine.disconnected()
@@ -551,13 +538,11 @@ import XferProtocol
         var harness = Harness(length: 40, window: 4)
         var server = Server()
         #expect(harness.machine.resumedFrom == nil)
-        harness.connect()
-        harness.accept(0)
+        harness.start()
         #expect(harness.machine.resumedFrom == 0)
         harness.completeReads()
         server.receive(&harness, blocks: 3)
-        harness.machine.disconnected()
-        harness.connect()
+        harness.reconnect()
         harness.accept(server.verified)
         #expect(harness.machine.resumedFrom == 12, "the server's file_saved reports the finishing connection's 12")
         Self.finishUpload(&harness, &server)
@@ -567,8 +552,7 @@ import XferProtocol
     @Test func theDigestIsComputedOnceEvenAcrossAReconnect() {
         var harness = Harness(length: 8)
         var server = Server()
-        harness.connect()
-        harness.accept(0)
+        harness.start()
         harness.completeReads()
         server.receive(&harness)
         #expect(harness.digestsAskedFor == 1)
@@ -583,12 +567,10 @@ import XferProtocol
     @Test func aReconnectWhileTheDigestIsComputedSendsOneFinish() {
         var harness = Harness(length: 8)
         var server = Server()
-        harness.connect()
-        harness.accept(0)
+        harness.start()
         harness.completeReads()
         server.receive(&harness)
-        harness.machine.disconnected()
-        harness.connect()
+        harness.reconnect()
         harness.accept(8)
         #expect(harness.digestsAskedFor == 1)
         #expect(harness.finish == nil)
@@ -598,10 +580,8 @@ import XferProtocol
     @Test func theFinishWaitsForBlocksStillBeingPrepared() {
         var other = Harness(length: 40, window: 2)
         var server = Server()
-        other.connect()
-        other.accept(0)
-        other.machine.disconnected()
-        other.connect()
+        other.start()
+        other.reconnect()
         other.accept(40)
         #expect(other.digestsAskedFor == 0, "two stale reads are still out")
         other.completeReads()
@@ -614,8 +594,7 @@ import XferProtocol
         for (size, sha256) in [(UInt64(8), [UInt8](repeating: 1, count: 32)), (9, Self.digest)] {
             var harness = Harness(length: 8)
             var server = Server()
-            harness.connect()
-            harness.accept(0)
+            harness.start()
             harness.completeReads()
             server.receive(&harness)
             _ = harness.machine.digestComputed(Self.digest)
@@ -632,8 +611,7 @@ import XferProtocol
 
     @Test func aSaveBeforeTheFinishIsAProtocolError() {
         var harness = Harness(length: 8)
-        harness.connect()
-        harness.accept(0)
+        harness.start()
         guard case .fail(let error) = harness.machine.saved(size: 8, sha256: Self.digest, name: "f") else {
             Issue.record("saved before finish must fail")
             return
