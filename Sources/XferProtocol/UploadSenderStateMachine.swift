@@ -10,7 +10,7 @@
 /// survive a reconnect. A seekable file whose server resumes outside that window is read again from there.
 public struct UploadSenderStateMachine: Sendable {
     /// One block the driver holds: where it starts in the upload and how many raw bytes it carries.
-    struct Block: Sendable {
+    private struct Block: Sendable {
         /// Offset of its first byte in the upload.
         var offset: UInt64
         /// Raw (uncompressed) bytes in it.
@@ -18,7 +18,7 @@ public struct UploadSenderStateMachine: Sendable {
     }
 
     /// Where the upload stands with the current connection.
-    enum State: Sendable {
+    private enum State: Sendable {
         /// No connection: blocks may still be read to fill the window, none are sent.
         case detached
         /// The offer went out on a new connection; waiting for the server's `accept`.
@@ -33,7 +33,7 @@ public struct UploadSenderStateMachine: Sendable {
     }
 
     /// Where the SHA-256 of the whole upload stands.
-    enum Digest: Sendable {
+    private enum Digest: Sendable {
         /// Not asked for yet.
         case unknown
         /// The driver is computing it.
