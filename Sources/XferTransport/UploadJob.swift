@@ -65,8 +65,8 @@ public final class UploadJob: @unchecked Sendable {
     private let readState = ReadState()
     /// Frame buffers, back from the server's acknowledgement for the next reads.
     private let pool: BufferPool
-    /// Incremented when the read position jumps (a resume from an offset outside the retained blocks):
-    /// work scheduled before that is stale. Read on the queues, written on the loop.
+    /// The machine's read generation, for the queues: it changes when the read position jumps (a resume from an
+    /// offset outside the retained blocks), and work scheduled before that is stale. Written on the loop.
     private let generation = Atomic<Int>(0)
     /// Touched only on `hashQueue`.
     private let hashState: HashState
@@ -132,26 +132,21 @@ public final class UploadJob: @unchecked Sendable {
         }
     }
 
-    private var nextReadOffset: UInt64 = 0
-    private var preparing = 0
+    /// The decisions: what to read, send, resend and release; the buffers below follow what it says.
+    private var machine: UploadSenderStateMachine
+    /// Blocks prepared and not sent yet, by offset (the machine's ready blocks).
     private var ready: [UInt64: PreparedBlock] = [:]
+    /// Blocks sent and not acknowledged, oldest first (the machine's blocks in flight).
     private var inFlight: [PreparedBlock] = []
-    private var nextSendOffset: UInt64 = 0
-    private var ackedOffset: UInt64 = 0
-    private var endOffset: UInt64?
     private var connection: ClientConnection?
-    private var accepted = false
-    private var finishSent = false
-    private var digest: [UInt8]?
-    private var retries = 0
-    private var lastProgress: UInt64 = 0
     private let progressBar: ProgressBar?
-    /// Where the first connection resumed from.
-    public private(set) var resumedFrom: UInt64?
+    /// Where the server resumed on the latest connection it accepted: what the server's `file_saved` reports for
+    /// the connection that finished the upload.
+    public var resumedFrom: UInt64? { self.machine.resumedFrom }
     /// Set when the upload is saved: the server's name for it.
-    public private(set) var savedName: String?
+    public var savedName: String? { self.machine.savedName }
     /// Set when the upload failed in a way a reconnect cannot fix.
-    public private(set) var fatalError: XferError?
+    public var fatalError: XferError? { self.machine.failure }
     /// Bytes encoded on the wire and raw bytes they carried (for the compression figures).
     public private(set) var wireBytes: UInt64 = 0
     public private(set) var rawBytesSent: UInt64 = 0
@@ -179,18 +174,25 @@ public final class UploadJob: @unchecked Sendable {
             capacity: Self.payloadStart + settings.blockSize + settings.blockSize / 64 + 4096,
             limit: settings.window + settings.encoders + 2
         )
-        self.endOffset = source.size
+        self.machine = UploadSenderStateMachine(
+            blockSize: settings.blockSize,
+            window: settings.window,
+            isSeekable: source.isSeekable,
+            size: source.size
+        )
+        self.ready.reserveCapacity(settings.window)
+        self.inFlight.reserveCapacity(settings.window)
         self.progressBar = showProgress ? ProgressBar(name: name, total: source.size) : nil
     }
 
-    /// What the final status reports: bytes, SHA-256 (hex) and where the first connection resumed.
+    /// What the final status reports: bytes, SHA-256 (hex) and where the finishing connection resumed.
     public var summary: (bytes: UInt64, sha256: String, resumedFrom: UInt64)? {
-        guard let end = self.endOffset, let digest = self.digest else { return nil }
+        guard let end = self.machine.total, let digest = self.machine.sha256 else { return nil }
         return (end, Hex.encode(digest), self.resumedFrom ?? 0)
     }
 
     /// Bytes the server has acknowledged as verified (kept for a resume when the upload fails).
-    public var acknowledgedBytes: UInt64 { self.ackedOffset }
+    public var acknowledgedBytes: UInt64 { self.machine.acknowledgedBytes }
 
     /// Whether the server saved the upload.
     public var isSaved: Bool { self.savedName != nil }
@@ -208,16 +210,19 @@ public final class UploadJob: @unchecked Sendable {
     // MARK: Connection lifecycle (on the loop)
 
     func attach(_ connection: ClientConnection) {
-        self.connection = connection
-        self.accepted = false
-        self.finishSent = false
-        connection.writeControl(.offer(self.offerFields))
-        connection.flush()
+        switch self.machine.connected() {
+        case .sendOffer:
+            self.connection = connection
+            connection.writeControl(.offer(self.offerFields))
+            connection.flush()
+        case .fail(let error):
+            connection.finish(error)
+        }
     }
 
     func detach() {
         self.connection = nil
-        self.accepted = false
+        self.machine.disconnected()
     }
 
     func handle(_ message: WireMessage, connection: ClientConnection) {
@@ -225,7 +230,7 @@ public final class UploadJob: @unchecked Sendable {
         case .accept(let offset):
             self.accept(offset: offset, connection: connection)
         case .blockAck(let offset):
-            self.acknowledged(upTo: offset)
+            self.acknowledged(upTo: offset, connection: connection)
         case .blockNack(let offset, let reason):
             self.rejected(at: offset, reason: reason)
         case .saved(let size, let sha, let name):
@@ -236,59 +241,34 @@ public final class UploadJob: @unchecked Sendable {
     }
 
     private func accept(offset: UInt64, connection: ClientConnection) {
-        guard !self.accepted else {
-            return connection.finish(XferError(.protocolError, "server accepted the upload twice"))
-        }
-        let blockSize = UInt64(self.settings.blockSize)
-        if let end = self.endOffset, offset > end {
-            return connection.finish(XferError(.protocolError, "server resumes at \(offset), past the end (\(end))"))
-        }
-        guard offset % blockSize == 0 || offset == self.endOffset else {
-            return connection.finish(XferError(.protocolError, "server resumes at \(offset), not a block boundary"))
-        }
-        let oldestRetained = self.inFlight.first?.offset ?? self.nextSendOffset
-        if self.resumedFrom == nil {
-            self.resumedFrom = offset
-        }
-        if offset >= oldestRetained && offset <= self.nextSendOffset {
+        switch self.machine.accepted(offset: offset, now: Monotonic.now()) {
+        case .resume(let releasing, let progress):
             // The server has everything before `offset`: resend what it lacks from the retained blocks.
-            for block in self.inFlight where block.offset >= offset {
+            for block in self.inFlight[..<releasing] {
+                self.pool.give(block.frame)
+            }
+            for block in self.inFlight[releasing...] {
                 self.ready[block.offset] = block.remasked()
             }
-            self.inFlight.removeAll()
-            self.nextSendOffset = offset
-            self.ackedOffset = offset
-        } else if offset > self.nextSendOffset && self.source.isSeekable == false {
-            return connection.finish(
-                XferError(
-                    .protocolError,
-                    "server claims \(offset) bytes of a stream that sent only \(self.nextSendOffset)"
-                )
-            )
-        } else if self.source.isSeekable {
-            // Jump: the server has a different amount (a previous run, or it lost data). Re-read from there and
-            // re-hash the prefix so that the final SHA-256 still covers the whole file.
-            self.restartReading(at: offset)
-        } else {
-            self.fatalError = XferError(
-                .replayWindowExceeded,
-                "the server has \(offset) bytes of the stream but only bytes from \(oldestRetained) are still in memory (replay window \(self.settings.window) blocks of \(self.settings.blockSize) bytes); the stream cannot be resumed"
-            )
-            return connection.finish(self.fatalError)
+            self.inFlight.removeAll(keepingCapacity: true)
+            self.report(progressAt: progress)
+        case .restart(let offset, let generation):
+            self.restartReading(at: offset, generation: generation)
+            self.report(progressAt: offset)
+        case .fail(let error):
+            return connection.finish(error)
+        case .ignore:
+            return
         }
-        self.accepted = true
-        self.report(progressAt: offset, force: true)
         self.pump()
     }
 
-    private func restartReading(at offset: UInt64) {
-        self.generation.add(1, ordering: .sequentiallyConsistent)
-        let generation = self.generation.load(ordering: .sequentiallyConsistent)
-        self.ready.removeAll()
-        self.inFlight.removeAll()
-        self.nextReadOffset = offset
-        self.nextSendOffset = offset
-        self.ackedOffset = offset
+    /// Drops every held block and re-hashes the bytes before `offset`, so that the final SHA-256 still covers the
+    /// whole file; reads then go on from `offset`.
+    private func restartReading(at offset: UInt64, generation: Int) {
+        self.generation.store(generation, ordering: .sequentiallyConsistent)
+        self.ready.removeAll(keepingCapacity: true)
+        self.inFlight.removeAll(keepingCapacity: true)
         let source = self.source
         let hashQueue = self.hashQueue
         let hashState = self.hashState
@@ -305,109 +285,98 @@ public final class UploadJob: @unchecked Sendable {
                 hashQueue.async { hashed.withUnsafeBytes { hashState.hasher.update(bufferPointer: $0) } }
                 position += UInt64(count)
             }
-            _ = generation
         }
     }
 
-    private func acknowledged(upTo offset: UInt64) {
-        guard offset > self.ackedOffset, offset <= self.nextSendOffset else {
-            if offset > self.nextSendOffset {
-                self.connection?.finish(
-                    XferError(
-                        .protocolError,
-                        "server acknowledged \(offset) bytes, only \(self.nextSendOffset) were sent"
-                    )
-                )
+    private func acknowledged(upTo offset: UInt64, connection: ClientConnection) {
+        switch self.machine.acknowledged(upTo: offset, now: Monotonic.now()) {
+        case .release(let count, let progress):
+            for block in self.inFlight[..<count] {
+                self.pool.give(block.frame)
             }
-            return
+            self.inFlight.removeFirst(count)
+            if let progress { self.report(progressAt: progress) }
+            self.pump()
+        case .fail(let error):
+            connection.finish(error)
+        case .ignore:
+            break
         }
-        self.ackedOffset = offset
-        while let first = self.inFlight.first, first.offset + UInt64(first.rawLength) <= offset {
-            self.pool.give(self.inFlight.removeFirst().frame)
-        }
-        self.report(progressAt: offset, force: false)
-        self.pump()
     }
 
     private func rejected(at offset: UInt64, reason: String) {
-        guard let index = self.inFlight.firstIndex(where: { $0.offset == offset }) else { return }
-        self.retries += 1
+        guard case .resend(let index, _, let retry) = self.machine.rejected(at: offset) else { return }
         self.sink.emit(
-            .retry(name: self.name, offset: offset, reason: reason, count: self.retries, client: nil, upload: self.id)
+            .retry(name: self.name, offset: offset, reason: reason, count: retry, client: nil, upload: self.id)
         )
         for block in self.inFlight[index...] {
             self.ready[block.offset] = block.remasked()
         }
         self.inFlight.removeSubrange(index...)
-        self.nextSendOffset = offset
         self.pump()
     }
 
     private func saved(size: UInt64, sha: [UInt8], name: String, connection: ClientConnection) {
-        guard let digest = self.digest, self.finishSent else {
-            return connection.finish(XferError(.protocolError, "server saved the upload before it was finished"))
+        switch self.machine.saved(size: size, sha256: sha, name: name) {
+        case .done(let progress):
+            self.report(progressAt: progress)
+            self.progressBar?.finish()
+            connection.finish(nil)
+        case .fail(let error):
+            connection.finish(error)
         }
-        guard sha == digest, size == self.endOffset else {
-            self.fatalError = XferError(
-                .integrityFailed,
-                "server saved \(size) bytes with SHA-256 \(Hex.encode(sha)), expected \(Hex.encode(digest))"
-            )
-            return connection.finish(self.fatalError)
-        }
-        self.savedName = name
-        self.report(progressAt: size, force: true)
-        self.progressBar?.finish()
-        connection.finish(nil)
     }
 
     // MARK: Reading, encoding, sending
 
     /// Schedules reads up to the window and sends whatever is ready, in order.
     func pump() {
-        let window = self.settings.window
-        while self.preparing + self.ready.count + self.inFlight.count < window {
-            if let end = self.endOffset, self.nextReadOffset >= end { break }
-            self.scheduleRead(at: self.nextReadOffset)
-            self.nextReadOffset += UInt64(self.settings.blockSize)
+        while case .read(let offset, let expected, let generation) = self.machine.nextRead() {
+            self.scheduleRead(at: offset, expected: expected, generation: generation)
         }
-        guard let connection = self.connection, self.accepted else { return }
+        guard let connection = self.connection else { return }
         var wrote = false
-        while connection.isWritable, let block = self.ready.removeValue(forKey: self.nextSendOffset) {
-            connection.writeRawFrame(block.frame)
-            self.wireBytes += UInt64(block.frame.readableBytes)
-            self.rawBytesSent += UInt64(block.rawLength)
-            self.inFlight.append(block)
-            self.nextSendOffset += UInt64(block.rawLength)
-            wrote = true
+        sending: while true {
+            switch self.machine.nextSend(canWrite: connection.isWritable) {
+            case .send(let offset):
+                guard let block = self.ready.removeValue(forKey: offset) else {
+                    preconditionFailure("the machine sends block \(offset), which is not ready")
+                }
+                connection.writeRawFrame(block.frame)
+                self.wireBytes += UInt64(block.frame.readableBytes)
+                self.rawBytesSent += UInt64(block.rawLength)
+                self.inFlight.append(block)
+                wrote = true
+            case .computeDigest:
+                self.computeDigest()
+                break sending
+            case .finish(let size, let digest):
+                connection.writeControl(.finish(size: size, sha256: digest))
+                wrote = true
+                break sending
+            case .idle:
+                break sending
+            }
         }
         if wrote { connection.flush() }
-        if let end = self.endOffset, self.ackedOffset == end, self.preparing == 0, !self.finishSent {
-            self.sendFinish(connection: connection, size: end)
-        }
     }
 
-    private func sendFinish(connection: ClientConnection, size: UInt64) {
-        self.finishSent = true
-        if let digest = self.digest {
-            connection.writeControl(.finish(size: size, sha256: digest))
-            connection.flush()
-            return
-        }
+    /// Finalizes the SHA-256 behind every block hashed so far, on the hash queue, and hands it to the machine.
+    private func computeDigest() {
         let hashState = self.hashState
         self.hashQueue.async {
             let digest = Array(hashState.hasher.finalize())
             self.loop.execute {
-                self.digest = digest
-                guard let connection = self.connection, self.accepted else { return }
+                guard case .finish(let size, let digest) = self.machine.digestComputed(digest),
+                    let connection = self.connection
+                else { return }
                 connection.writeControl(.finish(size: size, sha256: digest))
                 connection.flush()
             }
         }
     }
 
-    private func scheduleRead(at offset: UInt64) {
-        self.preparing += 1
-        let generation = self.generation.load(ordering: .sequentiallyConsistent)
+    private func scheduleRead(at offset: UInt64, expected: Int?, generation: Int) {
         let blockSize = self.settings.blockSize
         let source = self.source
         let hashState = self.hashState
@@ -416,10 +385,9 @@ public final class UploadJob: @unchecked Sendable {
         let index = Int(offset / UInt64(blockSize))
         let encodeQueue = self.encodeQueues[index % self.encodeQueues.count]
         let codec = self.codecs[index % self.codecs.count]
-        let expected = self.endOffset.map { Int(min(UInt64(blockSize), $0 - offset)) }
         self.readQueue.async {
             guard generation == self.generation.load(ordering: .sequentiallyConsistent) else {
-                return self.loop.execute { self.preparedStale() }
+                return self.loop.execute { self.prepared(nil, offset: offset, generation: generation) }
             }
             // The block is read straight into its frame, after room for the WebSocket and block headers: a raw
             // block is then masked in place and sent from the buffer it was read into.
@@ -562,42 +530,35 @@ public final class UploadJob: @unchecked Sendable {
         return Self.sealFrame(&out, offset: offset, count: raw.count, crc: crc, encoding: encoding)
     }
 
-    private func preparedStale() {
-        self.preparing -= 1
-        self.pump()
-    }
-
     private func streamEnded(at end: UInt64) {
-        if self.endOffset.map({ end < $0 }) ?? true {
-            self.endOffset = end
-            self.progressBar?.total = end
+        if case .totalKnown(let total) = self.machine.streamEnded(at: end) {
+            self.progressBar?.total = total
         }
     }
 
     private func prepared(_ block: PreparedBlock?, offset: UInt64, generation: Int) {
-        self.preparing -= 1
-        guard generation == self.generation.load(ordering: .sequentiallyConsistent) else { return self.pump() }
-        if let block, offset < (self.endOffset ?? UInt64.max) {
-            self.ready[offset] = block
+        let action = self.machine.blockPrepared(offset: offset, length: block?.rawLength ?? 0, generation: generation)
+        if let block {
+            switch action {
+            case .store: self.ready[offset] = block
+            case .discard: self.pool.give(block.frame)
+            }
         }
         self.pump()
     }
 
     private func readFailed(_ error: XferError) {
-        self.preparing -= 1
-        self.fatalError = error
-        self.connection?.finish(error)
+        if case .fail(let error) = self.machine.readFailed(error) {
+            self.connection?.finish(error)
+        }
     }
 
-    private func report(progressAt bytes: UInt64, force: Bool) {
-        let now = Monotonic.now()
-        guard force || now - self.lastProgress >= 250_000_000 else { return }
-        self.lastProgress = now
+    private func report(progressAt bytes: UInt64) {
         self.sink.emit(
             .progress(
                 name: self.name,
                 bytes: bytes,
-                total: self.endOffset ?? self.source.size,
+                total: self.machine.total ?? self.source.size,
                 client: nil,
                 upload: self.id
             )

@@ -189,6 +189,33 @@ struct UploadTests {
         await server.stop()
     }
 
+    @Test(arguments: [false, true])
+    func aReconnectReportsTheResumeOffsetTheServerReports(stream: Bool) async throws {
+        let source = try TestPaths.temporaryDirectory()
+        let file = try Self.makeFile(source, "reported.bin", bytes: 12_000_000)
+        let server = try await TestServer()
+        let (proxy, port) = try await Self.startProxy(to: server.port, ["--cut-after", "5000000"])
+        let upload = ["upload", "--server", "127.0.0.1:\(port)", "--retries", "3"]
+        // A stream resumes from the blocks it still holds, a file from wherever the server is.
+        let result =
+            stream
+            ? try await runCommand(
+                ["-c", "exec \"$0\" \"$@\" - --name reported.bin < \"$FILE\"", TestPaths.binary.path] + upload,
+                executable: "/bin/bash",
+                environment: ["FILE": file.path]
+            ) : try await runCommand(upload + [file.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.events.contains { $0.event == "reconnecting" })
+        let status = try #require(result.events.first { $0.event == "status" })
+        let saved = try await server.process.waitForEvent { $0.event == "file_saved" }
+        // Both sides name where the connection that finished the upload resumed.
+        #expect(status.int("resumed_from") == saved.int("resumed_from"))
+        #expect((status.int("resumed_from") ?? 0) > 0)
+        #expect(Self.sameBytes(file, server.directory.appendingPathComponent("reported.bin")))
+        proxy.signal(SIGKILL)
+        await server.stop()
+    }
+
     @Test func withoutRetriesALostConnectionExits69AndARerunResumes() async throws {
         let source = try TestPaths.temporaryDirectory()
         let file = try Self.makeFile(source, "resume.bin", bytes: 10_000_000)
