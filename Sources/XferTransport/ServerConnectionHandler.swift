@@ -10,7 +10,6 @@ final class ServerContext: Sendable {
     let sink: FileDescriptorSink
     let isKnownZone: @Sendable (String) -> Bool
     let store: UploadStore
-    let uploads = ActiveUploads()
     /// Buffers that upload blocks are unmasked into, shared by all connections and reused once a block is written
     /// and hashed (a fresh 1 MiB buffer per block cost 50 thousand page faults per GiB).
     let blockBuffers = BufferPool(capacity: UploadSettings.defaultBlockSize + 4096, limit: 24)

@@ -15,17 +15,20 @@ public final class XferServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let channelBox = Mutex<Channel?>(nil)
 
-    /// A server with `configuration`, writing events to `sink`.
+    /// A server with `configuration`, writing events to `sink`; uploads go to `store` (by default a
+    /// `LocalUploadStore` on the configured directory).
     public init(
         configuration: ServerConfiguration,
         sink: FileDescriptorSink,
-        registry: ClientRegistry = ClientRegistry()
+        registry: ClientRegistry = ClientRegistry(),
+        store: UploadStore? = nil
     ) {
         self.context = ServerContext(
             configuration: configuration,
             registry: registry,
             sink: sink,
-            store: LocalUploadStore(directory: configuration.directory, maxFileSize: configuration.maxFileSize),
+            store: store
+                ?? LocalUploadStore(directory: configuration.directory, maxFileSize: configuration.maxFileSize),
             isKnownZone: { TimeZone(identifier: $0) != nil }
         )
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.threads))
@@ -81,11 +84,11 @@ public final class XferServer: Sendable {
 
     /// Removes partial uploads older than the configured TTL now and every hour.
     private func scheduleCleanup(on loop: EventLoop) {
-        guard let store = self.context.store as? LocalUploadStore else { return }
+        let store = self.context.store
         let ttl = self.context.configuration.partialTTL
         let clean: @Sendable () -> Void = {
             DispatchQueue.global().async {
-                let removed = store.removeStalePartials(olderThan: ttl)
+                let removed = store.sweep(olderThan: ttl)
                 if removed > 0 {
                     // Housekeeping, not an event: a note for the operator on stderr.
                     let note =

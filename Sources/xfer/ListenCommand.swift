@@ -72,7 +72,7 @@ struct ListenCommand: AsyncParsableCommand {
                 return
             }
             let retryable: Set<XferError.Code> = [
-                .connectionLost, .serverUnreachable, .timeout, .shutdown, .serverFull, .handshakeTimeout,
+                .connectionLost, .serverUnreachable, .timeout, .shutdown, .serverFull, .handshakeTimeout, .busy,
             ]
             guard !self.noReconnect, retryable.contains(error.code) else {
                 try? await group.shutdownGracefully()

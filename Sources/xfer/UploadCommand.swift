@@ -145,7 +145,7 @@ struct UploadCommand: AsyncParsableCommand {
         var attempts = 0
         // Not `superseded`: another run of the same upload took over, and taking it back would make them fight.
         let retryable: Set<XferError.Code> = [
-            .connectionLost, .serverUnreachable, .timeout, .shutdown, .serverFull, .handshakeTimeout,
+            .connectionLost, .serverUnreachable, .timeout, .shutdown, .serverFull, .handshakeTimeout, .busy,
         ]
         while true {
             let outcome: ClientOutcome
