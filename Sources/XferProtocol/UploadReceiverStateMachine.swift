@@ -47,6 +47,14 @@ public struct UploadReceiverStateMachine: Sendable {
         public var bytes: UInt64
         /// The declared size, nil for a stream of unknown length.
         public var total: UInt64?
+
+        /// A progress report.
+        public init(upload: String, name: String, bytes: UInt64, total: UInt64?) {
+            self.upload = upload
+            self.name = name
+            self.bytes = bytes
+            self.total = total
+        }
     }
 
     /// A block that failed verification, for a `retry` event.
@@ -61,6 +69,15 @@ public struct UploadReceiverStateMachine: Sendable {
         public var reason: String
         /// Blocks of this upload that failed so far, this one included.
         public var count: Int
+
+        /// A retry report.
+        public init(upload: String, name: String, offset: UInt64, reason: String, count: Int) {
+            self.upload = upload
+            self.name = name
+            self.offset = offset
+            self.reason = reason
+            self.count = count
+        }
     }
 
     /// A saved upload, for the `file_saved` event and the `saved` message.
@@ -77,6 +94,16 @@ public struct UploadReceiverStateMachine: Sendable {
         public var sha256: [UInt8]
         /// Where this connection resumed (0 for a fresh upload).
         public var resumedFrom: UInt64
+
+        /// A saved upload.
+        public init(upload: String, name: String, path: String, bytes: UInt64, sha256: [UInt8], resumedFrom: UInt64) {
+            self.upload = upload
+            self.name = name
+            self.path = path
+            self.bytes = bytes
+            self.sha256 = sha256
+            self.resumedFrom = resumedFrom
+        }
     }
 
     /// What to do after an offer arrived.
