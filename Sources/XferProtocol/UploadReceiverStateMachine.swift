@@ -8,7 +8,10 @@
 public struct UploadReceiverStateMachine: Sendable {
     /// Limits the machine enforces; the defaults are the server's.
     public struct Limits: Sendable, Equatable {
-        /// Largest block accepted, in raw bytes (16 MiB: sixteen times the client's default block size).
+        /// The default `maxBlockSize`: 16 MiB, sixteen times the client's default block size.
+        public static let defaultMaxBlockSize = 16 << 20
+
+        /// Largest block accepted, in raw bytes.
         public var maxBlockSize: Int
         /// Largest upload accepted, in bytes (`--max-file-size`).
         public var maxFileSize: UInt64
@@ -23,7 +26,7 @@ public struct UploadReceiverStateMachine: Sendable {
 
         /// Limits with the server's defaults for all but the file size.
         public init(
-            maxBlockSize: Int = 16 << 20,
+            maxBlockSize: Int = Limits.defaultMaxBlockSize,
             maxFileSize: UInt64,
             maxRetriesPerBlock: Int = 3,
             maxQueuedBlocks: Int = 8,
@@ -480,10 +483,11 @@ public struct UploadReceiverStateMachine: Sendable {
             }
             self.state = .committing(receiving, size: size, sha256: sha256)
             return .commit
-        case .closed:
-            // The connection closed while the digest was computed: the partial stays for a resume.
+        case .closed, .finished:
+            // The connection closed (or the client broke the protocol) while the digest was computed: the
+            // partial stays for a resume.
             return .none
-        case .awaitingOffer, .claiming, .opening, .receiving, .committing, .finished, .modifying:
+        case .awaitingOffer, .claiming, .opening, .receiving, .committing, .modifying:
             preconditionFailure("digest computed in state \(self.state)")
         }
     }
@@ -502,10 +506,10 @@ public struct UploadReceiverStateMachine: Sendable {
                 resumedFrom: receiving.resumedFrom
             )
             return .saved(saved, progress: receiving.progress(size))
-        case .closed:
-            // Saved, but the client is gone: it hears of it when it runs again (the name then exists).
+        case .closed, .finished:
+            // Saved, but the client is gone or failed meanwhile: a rerun uploads it again under a new name.
             return .none
-        case .awaitingOffer, .claiming, .opening, .receiving, .verifying, .finished, .modifying:
+        case .awaitingOffer, .claiming, .opening, .receiving, .verifying, .modifying:
             preconditionFailure("upload committed in state \(self.state)")
         }
     }
@@ -516,9 +520,9 @@ public struct UploadReceiverStateMachine: Sendable {
         case .committing:
             self.state = .finished(claimed: true)
             return .fail(code, message)
-        case .closed:
+        case .closed, .finished:
             return .none
-        case .awaitingOffer, .claiming, .opening, .receiving, .verifying, .finished, .modifying:
+        case .awaitingOffer, .claiming, .opening, .receiving, .verifying, .modifying:
             preconditionFailure("commit failed in state \(self.state)")
         }
     }

@@ -14,7 +14,7 @@ import XferProtocol
 /// and `work` only on `io` (the hasher also on `hashing`, in turn).
 final class UploadReceiver: @unchecked Sendable {
     /// Largest block accepted, in raw bytes.
-    static let maxBlockSize = 16 << 20
+    static let maxBlockSize = UploadReceiverStateMachine.Limits.defaultMaxBlockSize
     /// Bytes of verified data that form the next block's compression dictionary.
     static let dictionarySize = 32 * 1024
 

@@ -414,6 +414,31 @@ import XferProtocol
         #expect(machine.verified(digest: [], verifiedBytes: 4096) == .none)
     }
 
+    /// A hostile client sends more messages while the server verifies and commits: they fail the upload, and the
+    /// store's late answers are ignored instead of tripping the machine.
+    @Test func messagesDuringVerifyOrCommitFailTheUploadAndLateAnswersAreIgnored() throws {
+        var verifying = try Self.accepted(size: 4096)
+        _ = Self.write(&verifying, at: 0)
+        _ = verifying.finishReceived(size: 4096, sha256: [])
+        #expect(
+            verifying.offerReceived(Self.fields()) == .fail(.protocolError, "unexpected offer message during an upload")
+        )
+        #expect(verifying.verified(digest: [], verifiedBytes: 4096) == .none)
+        #expect(verifying.connectionClosed() == .release)
+
+        var committing = try Self.accepted(size: 4096)
+        _ = Self.write(&committing, at: 0)
+        _ = committing.finishReceived(size: 4096, sha256: [])
+        #expect(committing.verified(digest: [], verifiedBytes: 4096) == .commit)
+        #expect(
+            committing.finishReceived(size: 4096, sha256: [])
+                == .fail(.protocolError, "unexpected finish message during an upload")
+        )
+        #expect(committing.committed(name: "data.bin", path: "/srv/data.bin") == .none)
+        #expect(committing.commitFailed(.storageFailed, "late") == .none)
+        #expect(committing.connectionClosed() == .release)
+    }
+
     // MARK: Back-pressure and progress
 
     @Test func readingPausesAtEightQueuedBlocksAndResumesAtFour() throws {
