@@ -186,11 +186,14 @@ final class UploadReceiver: @unchecked Sendable {
         let hashing = self.hashing
         let hashSlots = self.hashSlots
         let pool = self.server.blockBuffers
+        // Only the offset goes back to the loop: a payload still referenced there when its buffer returns to the
+        // pool would make the buffer's next user copy it.
+        let offset = block.offset
         self.io.async {
             let outcome = Self.verifyAndWrite(block, work: work, hashing: hashing, hashSlots: hashSlots) {
                 if let frameBuffer { pool.give(frameBuffer) }
             }
-            self.loop.execute { self.blockProcessed(at: block.offset, outcome: outcome) }
+            self.loop.execute { self.blockProcessed(at: offset, outcome: outcome) }
         }
     }
 
