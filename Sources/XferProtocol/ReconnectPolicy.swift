@@ -6,10 +6,10 @@
 /// reconnecting clients without ever retrying at once. Only failures a retry can mend are retried
 /// (`retryableCodes`). Randomness is passed in (`jitter`), so tests need no clock and no luck.
 public struct ReconnectPolicy: Sendable, Equatable {
-    /// Failures worth another connection: the network, the server's restart or load, a stalled handshake.
-    /// Not `superseded`: another run of the same upload took over, and taking it back would make them fight.
+    /// Failures worth another connection: the network, the server's restart or load, a stalled handshake, an
+    /// upload another server is writing just now (`busy`). Not `superseded`: another run of the same upload took over, and taking it back would make them fight.
     public static let retryableCodes: Set<XferError.Code> = [
-        .connectionLost, .serverUnreachable, .timeout, .shutdown, .serverFull, .handshakeTimeout,
+        .connectionLost, .serverUnreachable, .timeout, .shutdown, .serverFull, .handshakeTimeout, .busy,
     ]
 
     /// What to do after a failed session.

@@ -63,6 +63,8 @@ public struct XferError: Error, Sendable, CustomStringConvertible {
         public static let replayWindowExceeded = Code(rawValue: "replay_window_exceeded")
         /// The upload was taken over by a newer connection for the same upload id.
         public static let superseded = Code(rawValue: "superseded")
+        /// Another server process is writing this upload (one `--dir` shared by several servers): try again later.
+        public static let busy = Code(rawValue: "busy")
         /// An unexpected failure inside xfer.
         public static let internalError = Code(rawValue: "internal_error")
     }
@@ -96,7 +98,7 @@ public struct XferError: Error, Sendable, CustomStringConvertible {
             return 65
         case .inputUnreadable: return 66
         case .serverUnreachable, .connectionLost, .timeout, .handshakeTimeout, .tlsFailed: return 69
-        case .serverFull, .shutdown, .diskFull, .storageFailed, .superseded: return 75
+        case .serverFull, .shutdown, .diskFull, .storageFailed, .superseded, .busy: return 75
         case .replayWindowExceeded: return 69
         case .unauthorized, .tlsVerificationFailed: return 77
         default: return 70
@@ -110,7 +112,7 @@ public struct XferError: Error, Sendable, CustomStringConvertible {
         case .invalidUTF8: return 1007
         case .messageTooLarge: return 1009
         case .protocolError: return 1002
-        case .serverFull: return 1013
+        case .serverFull, .busy: return 1013
         case .shutdown: return 1001
         case .handshakeTimeout, .timeout, .superseded: return 1008
         case .corruptBlock, .checksumFailed, .integrityFailed, .fileTooLarge, .badName: return 1008

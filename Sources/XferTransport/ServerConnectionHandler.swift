@@ -13,7 +13,6 @@ final class ServerContext: Sendable {
     let store: UploadStore
     /// The plain HTTP requests answered besides upgrades.
     let routes: HTTPRoutes
-    let uploads = ActiveUploads()
     /// Buffers that upload blocks are unmasked into, shared by all connections and reused once a block is written
     /// and hashed (a fresh 1 MiB buffer per block cost 50 thousand page faults per GiB).
     let blockBuffers = BufferPool(capacity: UploadSettings.defaultBlockSize + 4096, limit: 24)

@@ -1,65 +1,22 @@
 import Crypto
 import Dispatch
 import NIOCore
-import NIOWebSocket
-import Synchronization
 import XferEvents
 import XferProtocol
 
-/// Uploads in progress on this server, by upload id: a newer connection for the same id takes over.
+/// The server side of one upload connection: the driver of `UploadReceiverStateMachine`.
 ///
-/// After a cut the server may not yet know that the old connection is dead (it learns at the ping timeout); the
-/// client that reconnects must not have to wait for that, so the old connection is closed and the new one
-/// proceeds once the old one has released the files.
-final class ActiveUploads: Sendable {
-    struct Holder {
-        var token: Int
-        var abort: @Sendable () -> Void
-        var released: EventLoopFuture<Void>
-    }
-
-    private let holders = Mutex<(next: Int, byID: [String: Holder])>((1, [:]))
-
-    /// Claims `id`; returns a token for `release` and a future that completes once any previous holder let go.
-    func claim(
-        _ id: String,
-        abort: @escaping @Sendable () -> Void,
-        released: EventLoopFuture<Void>,
-        on loop: EventLoop
-    ) -> (token: Int, previous: EventLoopFuture<Void>) {
-        let (token, previous) = self.holders.withLock { state -> (Int, Holder?) in
-            let token = state.next
-            state.next += 1
-            let previous = state.byID[id]
-            state.byID[id] = Holder(token: token, abort: abort, released: released)
-            return (token, previous)
-        }
-        guard let previous else { return (token, loop.makeSucceededVoidFuture()) }
-        previous.abort()
-        return (token, previous.released.hop(to: loop))
-    }
-
-    /// Releases `id` if `token` still holds it.
-    func release(_ id: String, token: Int) {
-        self.holders.withLock { state in
-            if state.byID[id]?.token == token { state.byID[id] = nil }
-        }
-    }
-}
-
-/// The server side of one upload connection: offer, blocks, finish. Lives on the channel's event loop; file I/O,
-/// checksums, decompression and hashing run on a serial queue of its own, so the event loop keeps reading
-/// (and answering pings) while the disk works.
+/// It lives on the channel's event loop, feeds every upload message and every result into the machine, and does
+/// what the machine answers. File I/O, checksums and decompression run on a serial queue of its own, hashing on
+/// another, so the event loop keeps reading (and answering pings) while the disk works.
 ///
 /// `@unchecked Sendable`: its mutable state is touched only on `loop` (closures hop back with `loop.execute`),
-/// and `work` only on `io`.
+/// and `work` only on `io` (the hasher also on `hashing`, in turn).
 final class UploadReceiver: @unchecked Sendable {
-    /// Most blocks queued for the I/O queue before the socket stops being read (back-pressure, not buffering).
-    static let maxQueuedBlocks = 8
-    /// Most times one block may fail verification before the upload is refused.
-    static let maxRetriesPerBlock = 3
     /// Largest block accepted, in raw bytes.
-    static let maxBlockSize = 16 << 20
+    static let maxBlockSize = UploadReceiverStateMachine.Limits.defaultMaxBlockSize
+    /// Bytes of verified data that form the next block's compression dictionary.
+    static let dictionarySize = 32 * 1024
 
     private let server: ServerContext
     private let clientID: Int
@@ -69,35 +26,18 @@ final class UploadReceiver: @unchecked Sendable {
     private let hashing = DispatchQueue(label: "xfer.upload.hash")
     /// Blocks written but not yet hashed, at most `maxQueuedBlocks`: when hashing falls behind, the I/O queue
     /// waits, its queue fills, and the socket stops being read. Memory stays bounded whichever stage is slowest.
-    private let hashSlots = DispatchSemaphore(value: UploadReceiver.maxQueuedBlocks)
+    private let hashSlots: DispatchSemaphore
     private let send: (WireMessage) -> Void
     private let fail: (XferError.Code, String) -> Void
     private let closeChannel: @Sendable () -> Void
     private let emit: (Event) -> Void
     private let setReading: (Bool) -> Void
 
-    private enum State {
-        case awaitingOffer
-        case opening(UploadOffer)
-        case receiving(UploadOffer, expected: UInt64)
-        case finishing(UploadOffer)
-        case done
-    }
-
-    private var state: State = .awaitingOffer
-    private var claimToken: Int?
-    private var claimedID: String?
-    private var releasePromise: EventLoopPromise<Void>
+    private var machine: UploadReceiverStateMachine
+    /// The claim on the upload id, once the offer was valid.
+    private var claim: UploadClaim?
     /// Touched only on `io`.
     private let work: IOState
-    private var queued = 0
-    private var paused = false
-    private var retryAt: UInt64?
-    private var retries: [UInt64: Int] = [:]
-    private var totalRetries = 0
-    private var resumedFrom: UInt64 = 0
-    private var lastProgress: UInt64 = 0
-    private var lastProgressBytes: UInt64 = 0
 
     /// State owned by the I/O queue.
     final class IOState: @unchecked Sendable {
@@ -108,7 +48,6 @@ final class UploadReceiver: @unchecked Sendable {
         var scratch = ByteBufferAllocator().buffer(capacity: 0)
         /// The last 32 KiB written: the preset dictionary of the next block.
         var tail: [UInt8] = []
-        var failedAt: UInt64?
     }
 
     init(
@@ -121,6 +60,10 @@ final class UploadReceiver: @unchecked Sendable {
         emit: @escaping (Event) -> Void,
         setReading: @escaping (Bool) -> Void
     ) {
+        let limits = UploadReceiverStateMachine.Limits(
+            maxBlockSize: Self.maxBlockSize,
+            maxFileSize: server.configuration.maxFileSize
+        )
         self.server = server
         self.clientID = clientID
         self.loop = loop
@@ -129,165 +72,129 @@ final class UploadReceiver: @unchecked Sendable {
         self.closeChannel = closeChannel
         self.emit = emit
         self.setReading = setReading
-        self.releasePromise = loop.makePromise(of: Void.self)
+        self.machine = UploadReceiverStateMachine(limits: limits)
+        self.hashSlots = DispatchSemaphore(value: limits.maxQueuedBlocks)
         self.work = IOState()
     }
 
     /// A control message for the upload arrived. `frameBuffer` is the buffer a block's payload lives in; it goes
     /// back to the server's pool once the block is written and hashed.
     func received(_ message: WireMessage, frameBuffer: ByteBuffer? = nil) {
-        switch (message, self.state) {
-        case (.offer(let fields), .awaitingOffer):
-            self.offerReceived(fields)
-        case (.block(let block), .receiving(let offer, let expected)):
-            self.blockReceived(block, offer: offer, expected: expected, frameBuffer: frameBuffer)
-        case (.block, .opening), (.block, .finishing), (.block, .done):
-            // Blocks sent before our accept or after a nack can still be in flight: dropped, the client resends.
-            break
-        case (.finish(let size, let sha), .receiving(let offer, let expected)):
-            guard self.retryAt == nil else {
-                return self.fail(.protocolError, "finish arrived while block \(self.retryAt!) was still being resent")
+        switch message {
+        case .offer(let fields):
+            self.perform(self.machine.offerReceived(fields))
+        case .block(let block):
+            self.blockReceived(block, frameBuffer: frameBuffer)
+        case .finish(let size, let sha):
+            switch self.machine.finishReceived(size: size, sha256: sha) {
+            case .computeDigest:
+                self.computeDigest()
+            case .fail(let code, let message):
+                self.fail(code, message)
             }
-            guard expected == size else {
-                return self.fail(.integrityFailed, "finish says \(size) bytes but \(expected) were sent")
-            }
-            self.state = .finishing(offer)
-            self.finishReceived(offer: offer, size: size, sha: sha)
         default:
             self.fail(.protocolError, "unexpected \(message.typeName) message during an upload")
         }
     }
 
-    private func offerReceived(_ fields: [String: String]) {
-        guard let id = fields["upload"], id.utf8.count >= 16, id.utf8.count <= 64,
-            id.utf8.allSatisfy({
-                (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)
-                    || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0)
-            })
-        else {
-            return self.fail(.protocolError, "offer needs an upload id of 16-64 lowercase hex digits")
-        }
-        let name: String
-        do {
-            name = try SafeFileName.sanitize(fields["name"] ?? "")
-        } catch {
-            return self.fail(error.code, error.message)
-        }
-        guard let blockSize = fields["block_size"].flatMap(Int.init), blockSize >= 4096, blockSize <= Self.maxBlockSize
-        else {
-            return self.fail(.protocolError, "offer needs block_size between 4096 and \(Self.maxBlockSize)")
-        }
-        let size = fields["size"].flatMap(UInt64.init)
-        if let size, size > self.server.configuration.maxFileSize {
-            return self.fail(
-                .fileTooLarge,
-                "\(name) is \(size) bytes, over the server's limit of \(self.server.configuration.maxFileSize) (--max-file-size)"
+    // MARK: Offer, claim, open
+
+    private func perform(_ action: UploadReceiverStateMachine.OfferAction) {
+        switch action {
+        case .claim(let offer):
+            let loop = self.loop
+            // Ready may be called at once, before `claim` returns: the hop keeps `self.claim` set by then.
+            self.claim = self.server.store.claim(
+                offer.id,
+                requestRelease: self.closeChannel,
+                whenReady: { loop.execute { self.claimReady() } }
             )
+        case .fail(let code, let message):
+            self.fail(code, message)
         }
-        let offer = UploadOffer(
-            id: id,
-            name: name,
-            size: size,
-            blockSize: blockSize,
-            mtime: fields["mtime"] ?? "",
-            kind: fields["kind"] == "stream" ? "stream" : "file"
-        )
-        self.state = .opening(offer)
-        let closeChannel = self.closeChannel
-        let claim = self.server.uploads.claim(
-            id,
-            abort: closeChannel,
-            released: self.releasePromise.futureResult,
-            on: self.loop
-        )
-        self.claimToken = claim.token
-        self.claimedID = id
+    }
+
+    private func claimReady() {
+        guard case .open(let offer) = self.machine.claimed(), let claim = self.claim else { return }
         let store = self.server.store
         let work = self.work
-        claim.previous.whenComplete { _ in
-            self.io.async {
-                let result: Result<UInt64, XferError>
-                do {
-                    work.hasher = SHA256()
-                    let upload = try store.open(offer, hasher: &work.hasher)
-                    work.upload = upload
-                    work.tail = upload.tail(32 * 1024)
-                    result = .success(upload.verifiedOffset)
-                } catch {
-                    result = .failure(error as? XferError ?? XferError(.internalError, "\(error)"))
-                }
-                self.loop.execute { self.opened(offer, result) }
+        self.io.async {
+            let result: Result<UInt64, XferError>
+            do throws(XferError) {
+                let upload = try store.open(offer, claim: claim)
+                work.upload = upload
+                try Self.readBack(upload, into: work)
+                result = .success(upload.verifiedOffset)
+            } catch {
+                result = .failure(error)
             }
+            self.loop.execute { self.opened(result) }
         }
     }
 
-    private func opened(_ offer: UploadOffer, _ result: Result<UInt64, XferError>) {
-        guard case .opening = self.state else { return }
+    /// On the I/O queue: re-hashes the verified prefix of a resumed upload, so that the final SHA-256 covers the
+    /// whole file, and reads its last 32 KiB, the next block's compression dictionary.
+    private static func readBack(_ upload: PartialUpload, into work: IOState) throws(XferError) {
+        work.hasher = SHA256()
+        let end = upload.verifiedOffset
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        var position: UInt64 = 0
+        while position < end {
+            let got = try upload.read(at: position, into: buffer)
+            guard got > 0 else { throw XferError(.storageFailed, "the partial upload ended early at \(position)") }
+            work.hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
+            position += UInt64(got)
+        }
+        let count = Int(min(UInt64(Self.dictionarySize), end))
+        let tail = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
+        let got = try upload.read(at: end - UInt64(count), into: tail)
+        work.tail = got == count ? Array(tail) : []
+    }
+
+    private func opened(_ result: Result<UInt64, XferError>) {
+        let action: UploadReceiverStateMachine.OpenAction
         switch result {
         case .success(let offset):
-            self.resumedFrom = offset
-            self.state = .receiving(offer, expected: offset)
-            self.send(.accept(offset: offset))
-            self.progress(offer: offer, bytes: offset, force: true)
+            action = self.machine.opened(offset: offset, now: Monotonic.now())
         case .failure(let error):
-            self.fail(error.code, error.message)
+            action = self.machine.openFailed(error.code, error.message)
+        }
+        switch action {
+        case .accept(let offset, let progress):
+            self.send(.accept(offset: offset))
+            self.report(progress)
+        case .fail(let code, let message):
+            self.fail(code, message)
+        case .none:
+            break
         }
     }
 
-    private func blockReceived(
-        _ block: WireMessage.Block,
-        offer: UploadOffer,
-        expected: UInt64,
-        frameBuffer: ByteBuffer?
-    ) {
-        if let retryAt = self.retryAt {
-            // After a nack, blocks already in flight are dropped until the failed one comes again.
-            guard block.offset == retryAt else { return }
-            self.retryAt = nil
-        }
-        guard block.offset == expected else {
-            return self.fail(.protocolError, "block at offset \(block.offset) arrived, \(expected) was expected")
-        }
-        guard block.rawLength > 0, Int(block.rawLength) <= offer.blockSize else {
-            return self.fail(
-                .protocolError,
-                "block at \(block.offset) declares \(block.rawLength) bytes; blocks are at most \(offer.blockSize)"
-            )
-        }
-        let end = expected + UInt64(block.rawLength)
-        if let size = offer.size, end > size {
-            return self.fail(.protocolError, "block at \(block.offset) goes past the declared size of \(size) bytes")
-        }
-        if end > self.server.configuration.maxFileSize {
-            return self.fail(
-                .fileTooLarge,
-                "\(offer.name) grew past the server's limit of \(self.server.configuration.maxFileSize) bytes (--max-file-size)"
-            )
-        }
-        self.state = .receiving(offer, expected: end)
-        self.queued += 1
-        if self.queued >= Self.maxQueuedBlocks && !self.paused {
-            self.paused = true
-            self.setReading(false)
+    // MARK: Blocks
+
+    private func blockReceived(_ block: WireMessage.Block, frameBuffer: ByteBuffer?) {
+        switch self.machine.blockReceived(offset: block.offset, rawLength: block.rawLength) {
+        case .write(let pauseReading):
+            if pauseReading { self.setReading(false) }
+        case .drop:
+            return
+        case .fail(let code, let message):
+            return self.fail(code, message)
         }
         let work = self.work
         let hashing = self.hashing
         let hashSlots = self.hashSlots
         let pool = self.server.blockBuffers
+        // Only the offset goes back to the loop: a payload still referenced there when its buffer returns to the
+        // pool would make the buffer's next user copy it.
         let offset = block.offset
         self.io.async {
             let outcome = Self.verifyAndWrite(block, work: work, hashing: hashing, hashSlots: hashSlots) {
                 if let frameBuffer { pool.give(frameBuffer) }
             }
-            self.loop.execute { self.blockProcessed(at: offset, offer: offer, outcome: outcome) }
+            self.loop.execute { self.blockProcessed(at: offset, outcome: outcome) }
         }
-    }
-
-    private enum BlockOutcome {
-        case written(UInt64)
-        case corrupt(String)
-        case dropped
-        case failed(XferError)
     }
 
     /// On the I/O queue: checks and writes one block in order, then hands it to `hashing` for the SHA-256.
@@ -297,7 +204,7 @@ final class UploadReceiver: @unchecked Sendable {
         hashing: DispatchQueue,
         hashSlots: DispatchSemaphore,
         recycle: @escaping @Sendable () -> Void
-    ) -> BlockOutcome {
+    ) -> UploadReceiverStateMachine.BlockOutcome {
         var recycleNow = true
         defer { if recycleNow { recycle() } }
         guard let upload = work.upload else { return .dropped }
@@ -320,22 +227,23 @@ final class UploadReceiver: @unchecked Sendable {
                     )
                 }
             } catch {
-                return .corrupt(error.message)
+                return .corrupt(reason: error.message)
             }
             raw = work.scratch
         } else if raw.readableBytes != Int(block.rawLength) {
-            return .corrupt("raw block holds \(raw.readableBytes) bytes but declares \(block.rawLength)")
+            return .corrupt(reason: "raw block holds \(raw.readableBytes) bytes but declares \(block.rawLength)")
         }
         let crc = raw.withUnsafeReadableBytes { BlockCodec.crc32($0) }
         guard crc == block.crc32 else {
             return .corrupt(
-                "checksum mismatch: block CRC-32 is \(String(crc, radix: 16)), expected \(String(block.crc32, radix: 16))"
+                reason:
+                    "checksum mismatch: block CRC-32 is \(String(crc, radix: 16)), expected \(String(block.crc32, radix: 16))"
             )
         }
         do {
             try raw.withUnsafeReadableBytes { raw throws(XferError) in try upload.append(raw) }
         } catch {
-            return .failed(error)
+            return .failed(error.code, error.message)
         }
         // `raw` shares its storage with the closure: reusing `work.scratch` for the next block copies on write.
         let written = raw
@@ -346,7 +254,7 @@ final class UploadReceiver: @unchecked Sendable {
             recycle()
             hashSlots.signal()
         }
-        let keep = 32 * 1024
+        let keep = Self.dictionarySize
         if raw.readableBytes >= keep {
             work.tail = raw.getBytes(at: raw.readerIndex + raw.readableBytes - keep, length: keep) ?? []
         } else {
@@ -355,138 +263,137 @@ final class UploadReceiver: @unchecked Sendable {
         if work.scratch.capacity > 2 * Int(block.rawLength) + 65536 {
             work.scratch = ByteBufferAllocator().buffer(capacity: 0)
         }
-        return .written(upload.verifiedOffset)
+        return .written(verifiedOffset: upload.verifiedOffset)
     }
 
-    private func blockProcessed(at offset: UInt64, offer: UploadOffer, outcome: BlockOutcome) {
-        self.queued -= 1
-        if self.paused && self.queued <= Self.maxQueuedBlocks / 2 {
-            self.paused = false
+    private func blockProcessed(at offset: UInt64, outcome: UploadReceiverStateMachine.BlockOutcome) {
+        if case .resumeReading = self.machine.blockDequeued() {
             self.setReading(true)
         }
-        guard case .receiving = self.state else { return }
-        switch outcome {
-        case .written(let offset):
+        switch self.machine.blockProcessed(at: offset, outcome: outcome, now: Monotonic.now()) {
+        case .ack(let offset, let progress):
             self.send(.blockAck(offset: offset))
-            self.progress(offer: offer, bytes: offset, force: false)
-        case .dropped:
+            if let progress { self.report(progress) }
+        case .nack(let retry):
+            self.report(retry)
+            self.send(.blockNack(offset: retry.offset, reason: retry.reason))
+        case .giveUp(let retry, let code, let message):
+            self.report(retry)
+            self.fail(code, message)
+        case .fail(let code, let message):
+            self.fail(code, message)
+        case .none:
             break
-        case .corrupt(let reason):
-            let count = (self.retries[offset] ?? 0) + 1
-            self.retries[offset] = count
-            self.totalRetries += 1
-            self.emit(
-                .retry(
-                    name: offer.name,
-                    offset: offset,
-                    reason: reason,
-                    count: self.totalRetries,
-                    client: self.clientID,
-                    upload: offer.id
-                )
-            )
-            guard count <= Self.maxRetriesPerBlock else {
-                return self.fail(
-                    .checksumFailed,
-                    "block at offset \(offset) of \(offer.name) failed verification \(count) times (\(reason)); the source may be changing or the network corrupts data"
-                )
-            }
-            self.retryAt = offset
-            self.state = .receiving(offer, expected: offset)
-            self.send(.blockNack(offset: offset, reason: reason))
-        case .failed(let error):
-            self.fail(error.code, error.message)
         }
     }
 
-    private func finishReceived(offer: UploadOffer, size: UInt64, sha: [UInt8]) {
+    // MARK: Finish
+
+    private func computeDigest() {
         let work = self.work
         let hashing = self.hashing
         self.io.async {
-            let result: Result<(String, String, String), XferError>
-            if let upload = work.upload {
-                // Every written block was queued for hashing before this point: wait for the last one.
-                let digest = hashing.sync { Array(work.hasher.finalize()) }
-                if digest != sha || upload.verifiedOffset != size {
-                    upload.discard()
-                    work.upload = nil
-                    result = .failure(
-                        XferError(
-                            .integrityFailed,
-                            "\(offer.name): SHA-256 of the \(upload.verifiedOffset) bytes received is \(Hex.encode(digest)), the client computed \(Hex.encode(sha)); the partial upload was discarded (did the source change?)"
-                        )
-                    )
-                } else {
-                    do {
-                        let (name, path) = try upload.commit()
-                        work.upload = nil
-                        result = .success((name, path, Hex.encode(digest)))
-                    } catch {
-                        result = .failure(error as? XferError ?? XferError(.internalError, "\(error)"))
-                    }
-                }
-            } else {
-                result = .failure(XferError(.internalError, "no open upload at finish"))
-            }
-            self.loop.execute {
-                switch result {
-                case .success(let (name, path, hex)):
-                    self.state = .done
-                    self.progress(offer: offer, bytes: size, force: true)
-                    self.emit(
-                        .fileSaved(
-                            client: self.clientID,
-                            name: name,
-                            path: path,
-                            bytes: size,
-                            sha256: hex,
-                            upload: offer.id,
-                            resumedFrom: self.resumedFrom
-                        )
-                    )
-                    self.send(.saved(size: size, sha256: sha, name: name))
-                case .failure(let error):
-                    self.fail(error.code, error.message)
-                }
-            }
+            // Every written block was queued for hashing before this point: wait for the last one.
+            let digest = hashing.sync { Array(work.hasher.finalize()) }
+            let bytes = work.upload?.verifiedOffset ?? 0
+            self.loop.execute { self.verified(digest: digest, bytes: bytes) }
         }
     }
 
-    /// At most four progress events a second per upload (SPEC.md allows ten).
-    private func progress(offer: UploadOffer, bytes: UInt64, force: Bool) {
-        let now = Monotonic.now()
-        guard force || now - self.lastProgress >= 250_000_000 else { return }
-        if !force && bytes == self.lastProgressBytes { return }
-        self.lastProgress = now
-        self.lastProgressBytes = bytes
-        self.emit(.progress(name: offer.name, bytes: bytes, total: offer.size, client: self.clientID, upload: offer.id))
+    private func verified(digest: [UInt8], bytes: UInt64) {
+        let work = self.work
+        switch self.machine.verified(digest: digest, verifiedBytes: bytes) {
+        case .commit:
+            self.io.async {
+                let result: Result<(name: String, path: String), XferError>
+                do throws(XferError) {
+                    guard let upload = work.upload else {
+                        throw XferError(.internalError, "no open upload at finish")
+                    }
+                    result = .success(try upload.commit())
+                    work.upload = nil
+                } catch {
+                    result = .failure(error)
+                }
+                self.loop.execute { self.committed(result) }
+            }
+        case .discardAndFail(let code, let message):
+            self.io.async {
+                work.upload?.discard()
+                work.upload = nil
+            }
+            self.fail(code, message)
+        case .none:
+            break
+        }
+    }
+
+    private func committed(_ result: Result<(name: String, path: String), XferError>) {
+        let action: UploadReceiverStateMachine.CommitAction
+        switch result {
+        case .success(let saved):
+            action = self.machine.committed(name: saved.name, path: saved.path)
+        case .failure(let error):
+            action = self.machine.commitFailed(error.code, error.message)
+        }
+        switch action {
+        case .saved(let saved, let progress):
+            self.report(progress)
+            self.emit(
+                .fileSaved(
+                    client: self.clientID,
+                    name: saved.name,
+                    path: saved.path,
+                    bytes: saved.bytes,
+                    sha256: Hex.encode(saved.sha256),
+                    upload: saved.upload,
+                    resumedFrom: saved.resumedFrom
+                )
+            )
+            self.send(.saved(size: saved.bytes, sha256: saved.sha256, name: saved.name))
+        case .fail(let code, let message):
+            self.fail(code, message)
+        case .none:
+            break
+        }
+    }
+
+    // MARK: Events
+
+    private func report(_ progress: UploadReceiverStateMachine.Progress) {
+        self.emit(
+            .progress(
+                name: progress.name,
+                bytes: progress.bytes,
+                total: progress.total,
+                client: self.clientID,
+                upload: progress.upload
+            )
+        )
+    }
+
+    private func report(_ retry: UploadReceiverStateMachine.Retry) {
+        self.emit(
+            .retry(
+                name: retry.name,
+                offset: retry.offset,
+                reason: retry.reason,
+                count: retry.count,
+                client: self.clientID,
+                upload: retry.upload
+            )
+        )
     }
 
     /// The connection ended: close the files (keeping the partial data) and let a newer connection take over.
     func connectionClosed() {
+        guard case .release = self.machine.connectionClosed(), let claim = self.claim else { return }
         let work = self.work
-        let promise = self.releasePromise
+        let store = self.server.store
         self.io.async {
             work.upload?.close()
             work.upload = nil
-            promise.succeed(())
+            store.release(claim)
         }
-        if let token = self.claimToken, let id = self.claimedID {
-            self.server.uploads.release(id, token: token)
-        }
-        self.state = .done
-    }
-}
-
-/// Lowercase hexadecimal.
-enum Hex {
-    static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xF)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -19,19 +19,22 @@ public final class XferServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let channelBox = Mutex<Channel?>(nil)
 
-    /// A server with `configuration`, writing events to `sink` and routing texts through `router`.
+    /// A server with `configuration`, writing events to `sink`, routing texts through `router`; uploads go to
+    /// `store` (by default a `LocalUploadStore` on the configured directory).
     public init(
         configuration: ServerConfiguration,
         sink: any EventSink,
         registry: ClientRegistry = ClientRegistry(),
-        router: any MessageRouter = LocalMessageRouter()
+        router: any MessageRouter = LocalMessageRouter(),
+        store: UploadStore? = nil
     ) {
         self.context = ServerContext(
             configuration: configuration,
             registry: registry,
             router: router,
             sink: sink,
-            store: LocalUploadStore(directory: configuration.directory, maxFileSize: configuration.maxFileSize),
+            store: store
+                ?? LocalUploadStore(directory: configuration.directory, maxFileSize: configuration.maxFileSize),
             routes: Self.routes(registry: registry),
             isKnownZone: { TimeZone(identifier: $0) != nil }
         )
@@ -94,11 +97,11 @@ public final class XferServer: Sendable {
 
     /// Removes partial uploads older than the configured TTL now and every hour.
     private func scheduleCleanup(on loop: EventLoop) {
-        guard let store = self.context.store as? LocalUploadStore else { return }
+        let store = self.context.store
         let ttl = self.context.configuration.partialTTL
         let clean: @Sendable () -> Void = {
             DispatchQueue.global().async {
-                let removed = store.removeStalePartials(olderThan: ttl)
+                let removed = store.sweep(olderThan: ttl)
                 if removed > 0 {
                     // Housekeeping, not an event: a note for the operator on stderr.
                     let note =

@@ -14,6 +14,7 @@ import XferProtocol
         // Uploads: refused content is 65, a full or failing server is worth retrying (75).
         (.corruptBlock, 65), (.checksumFailed, 65), (.integrityFailed, 65), (.fileTooLarge, 65), (.badName, 65),
         (.diskFull, 75), (.storageFailed, 75), (.superseded, 75), (.replayWindowExceeded, 69),
+        (.busy, 75),
     ]
 
     static let closeCodes: [(XferError.Code, UInt16)] = [
@@ -22,6 +23,7 @@ import XferProtocol
         (.serverFull, 1013), (.internalError, 1011),
         (.superseded, 1008), (.corruptBlock, 1008), (.checksumFailed, 1008), (.integrityFailed, 1008),
         (.fileTooLarge, 1008), (.badName, 1008), (.diskFull, 1011), (.storageFailed, 1011),
+        (.busy, 1013),
     ]
 
     static let inferredCodes: [(UInt16, XferError.Code)] = [
@@ -63,6 +65,7 @@ import XferProtocol
             .corruptBlock: "corrupt_block", .checksumFailed: "checksum_failed", .integrityFailed: "integrity_failed",
             .fileTooLarge: "file_too_large", .diskFull: "disk_full", .storageFailed: "storage_failed",
             .badName: "bad_name", .replayWindowExceeded: "replay_window_exceeded", .superseded: "superseded",
+            .busy: "busy",
         ]
         for (code, raw) in codes {
             #expect(code.rawValue == raw)

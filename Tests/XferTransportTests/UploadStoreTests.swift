@@ -28,7 +28,22 @@ struct UploadStoreTests {
     )
         -> UploadOffer
     {
-        UploadOffer(id: id, name: name, size: size, blockSize: 4096, mtime: "1", kind: "file")
+        UploadOffer(id: id, name: name, size: size, blockSize: 4096, mtime: "1", kind: .file)
+    }
+
+    /// Claims and opens `offer`, and re-hashes its verified prefix into `hasher` as the receiver does.
+    func open(_ offer: UploadOffer, hasher: inout SHA256) throws(XferError) -> PartialUpload {
+        let claim = self.store.claim(offer.id, requestRelease: {}, whenReady: {})
+        let upload = try self.store.open(offer, claim: claim)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1000, alignment: 1)
+        defer { buffer.deallocate() }
+        var position: UInt64 = 0
+        while position < upload.verifiedOffset {
+            let got = try upload.read(at: position, into: buffer)
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
+            position += UInt64(got)
+        }
+        return upload
     }
 
     func append(_ upload: PartialUpload, _ bytes: [UInt8]) throws {
@@ -38,13 +53,13 @@ struct UploadStoreTests {
     @Test func aResumedUploadStartsAtTheVerifiedOffsetAndRehashesThePrefix() throws {
         let first = [UInt8](repeating: 1, count: 4096)
         var hasher = SHA256()
-        let upload = try self.store.open(self.offer(), hasher: &hasher)
+        let upload = try self.open(self.offer(), hasher: &hasher)
         #expect(upload.verifiedOffset == 0)
         try self.append(upload, first)
         upload.close()
 
         var resumedHasher = SHA256()
-        let resumed = try self.store.open(self.offer(), hasher: &resumedHasher)
+        let resumed = try self.open(self.offer(), hasher: &resumedHasher)
         #expect(resumed.verifiedOffset == 4096)
         #expect(Array(resumedHasher.finalize()) == Array(SHA256.hash(data: first)))
         let sidecar = try String(
@@ -59,7 +74,7 @@ struct UploadStoreTests {
     @Test func aKilledServerResumesFromThePartialFilesLength() throws {
         var hasher = SHA256()
         do {
-            let upload = try self.store.open(self.offer(size: 3 * 4096), hasher: &hasher)
+            let upload = try self.open(self.offer(size: 3 * 4096), hasher: &hasher)
             try self.append(upload, [UInt8](repeating: 4, count: 4096))
             try self.append(upload, [UInt8](repeating: 5, count: 4096))
             // Dropped without close(), as a kill -9 leaves it.
@@ -71,7 +86,7 @@ struct UploadStoreTests {
         handle.closeFile()
 
         var resumedHasher = SHA256()
-        let resumed = try self.store.open(self.offer(size: 3 * 4096), hasher: &resumedHasher)
+        let resumed = try self.open(self.offer(size: 3 * 4096), hasher: &resumedHasher)
         #expect(resumed.verifiedOffset == 8192)
         let expected = [UInt8](repeating: 4, count: 4096) + [UInt8](repeating: 5, count: 4096)
         #expect(Array(resumedHasher.finalize()) == Array(SHA256.hash(data: expected)))
@@ -81,12 +96,12 @@ struct UploadStoreTests {
 
     @Test func aDifferentOfferForTheSameIdStartsOver() throws {
         var hasher = SHA256()
-        let upload = try self.store.open(self.offer(), hasher: &hasher)
+        let upload = try self.open(self.offer(), hasher: &hasher)
         try self.append(upload, [UInt8](repeating: 2, count: 4096))
         upload.close()
         var other = self.offer()
         other.mtime = "2"
-        let restarted = try self.store.open(other, hasher: &hasher)
+        let restarted = try self.open(other, hasher: &hasher)
         #expect(restarted.verifiedOffset == 0)
     }
 
@@ -99,7 +114,7 @@ struct UploadStoreTests {
             withDestinationPath: outside.path
         )
         var hasher = SHA256()
-        let upload = try self.store.open(self.offer(size: 3), hasher: &hasher)
+        let upload = try self.open(self.offer(size: 3), hasher: &hasher)
         try self.append(upload, [7, 8, 9])
         let (name, path) = try upload.commit()
         #expect(name == "data (2).bin")
@@ -113,9 +128,9 @@ struct UploadStoreTests {
 
     @Test func writesPastTheLimitOrTheDeclaredSizeAreRefused() throws {
         var hasher = SHA256()
-        let upload = try self.store.open(self.offer(size: 10), hasher: &hasher)
+        let upload = try self.open(self.offer(size: 10), hasher: &hasher)
         #expect(throws: XferError.self) { try self.append(upload, [UInt8](repeating: 0, count: 11)) }
-        let unbounded = try self.store.open(
+        let unbounded = try self.open(
             self.offer(id: "fedcba9876543210fedcba9876543210", size: nil),
             hasher: &hasher
         )
@@ -136,7 +151,7 @@ struct UploadStoreTests {
         )
         var hasher = SHA256()
         do {
-            _ = try self.store.open(self.offer(), hasher: &hasher)
+            _ = try self.open(self.offer(), hasher: &hasher)
             Issue.record("a symlinked .xfer-partial was used")
         } catch {
             #expect(error.code == .storageFailed)
@@ -146,15 +161,15 @@ struct UploadStoreTests {
 
     @Test func stalePartialsAreRemoved() throws {
         var hasher = SHA256()
-        let upload = try self.store.open(self.offer(), hasher: &hasher)
+        let upload = try self.open(self.offer(), hasher: &hasher)
         try self.append(upload, [UInt8](repeating: 3, count: 4096))
         upload.close()
-        #expect(self.store.removeStalePartials(olderThan: 3600) == 0)
+        #expect(self.store.sweep(olderThan: 3600) == 0)
         let orphan = "\(self.directory)/.xfer-partial/00000000000000000000000000000000.part"
         let torn = "\(self.directory)/.xfer-partial/\(self.offer().id).json.tmp"
         try Data([1]).write(to: URL(fileURLWithPath: orphan))
         try Data([2]).write(to: URL(fileURLWithPath: torn))
-        #expect(self.store.removeStalePartials(olderThan: -1) == 1)
+        #expect(self.store.sweep(olderThan: -1) == 1)
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(self.directory)/.xfer-partial").isEmpty)
     }
 }

@@ -1,0 +1,94 @@
+/// What a client said about an upload (the fields of an `offer` message), checked and with a safe name.
+public struct UploadOffer: Sendable, Equatable {
+    /// What the upload reads from: it decides nothing on the server, but a changed kind is a different upload.
+    public enum Kind: String, Sendable, Equatable {
+        /// A regular file of known size (wire value `file`).
+        case file
+        /// A byte stream such as stdin, whose size may be unknown (wire value `stream`).
+        case stream
+    }
+
+    /// The smallest block size accepted, in raw bytes.
+    public static let minBlockSize = 4096
+
+    /// The stable upload id (16-64 lowercase hex digits) the client reuses when it resumes.
+    public var id: String
+    /// The safe file name (see `SafeFileName`).
+    public var name: String
+    /// Total size in bytes, or nil for a stream of unknown length.
+    public var size: UInt64?
+    /// Raw bytes per block (the last one may be shorter).
+    public var blockSize: Int
+    /// The source's modification time as the client saw it (a changed file gets a new upload).
+    public var mtime: String
+    /// A file or a stream.
+    public var kind: Kind
+
+    /// An offer from values already checked.
+    public init(id: String, name: String, size: UInt64?, blockSize: Int, mtime: String, kind: Kind) {
+        self.id = id
+        self.name = name
+        self.size = size
+        self.blockSize = blockSize
+        self.mtime = mtime
+        self.kind = kind
+    }
+
+    /// Parses and checks the fields of an `offer` message (untrusted input).
+    ///
+    /// - Parameters:
+    ///   - fields: `upload`, `name`, `block_size`, `size` (absent for a stream of unknown length), `mtime`, `kind`.
+    ///   - maxBlockSize: the largest block accepted, in raw bytes.
+    ///   - maxFileSize: the largest upload accepted (`--max-file-size`); a larger declared size is refused here.
+    /// - Throws: `protocol_error` for a bad id or block size, `bad_name` for a name that cannot be made safe,
+    ///   `file_too_large` for a declared size over `maxFileSize`.
+    public init(fields: [String: String], maxBlockSize: Int, maxFileSize: UInt64) throws(XferError) {
+        guard let id = fields["upload"], Self.isValidID(id) else {
+            throw XferError(.protocolError, "offer needs an upload id of 16-64 lowercase hex digits")
+        }
+        let name = try SafeFileName.sanitize(fields["name"] ?? "")
+        guard let blockSize = fields["block_size"].flatMap(Int.init), blockSize >= Self.minBlockSize,
+            blockSize <= maxBlockSize
+        else {
+            throw XferError(.protocolError, "offer needs block_size between 4096 and \(maxBlockSize)")
+        }
+        // A size that does not parse is treated as absent: the upload is then bounded by --max-file-size alone.
+        let size = fields["size"].flatMap(UInt64.init)
+        if let size, size > maxFileSize {
+            throw XferError(
+                .fileTooLarge,
+                "\(name) is \(size) bytes, over the server's limit of \(maxFileSize) (--max-file-size)"
+            )
+        }
+        self.init(
+            id: id,
+            name: name,
+            size: size,
+            blockSize: blockSize,
+            mtime: fields["mtime"] ?? "",
+            kind: fields["kind"] == Kind.stream.rawValue ? .stream : .file
+        )
+    }
+
+    /// The offer as the fields of an `offer` message; `init(fields:maxBlockSize:maxFileSize:)` reads them back.
+    public var fields: [String: String] {
+        var fields = [
+            "upload": self.id,
+            "name": self.name,
+            "block_size": String(self.blockSize),
+            "mtime": self.mtime,
+            "kind": self.kind.rawValue,
+        ]
+        if let size = self.size { fields["size"] = String(size) }
+        return fields
+    }
+
+    /// Whether `id` is 16-64 lowercase hex digits (it names files in the store, so nothing else gets through).
+    public static func isValidID(_ id: String) -> Bool {
+        id.utf8.count >= 16 && id.utf8.count <= 64
+            && id.utf8.allSatisfy {
+                (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)
+                    || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0)
+            }
+    }
+}
