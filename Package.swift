@@ -38,12 +38,34 @@ let package = Package(
             name: "XferTransport",
             dependencies: [
                 "XferProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "XferServerSide",
+            dependencies: [
+                "XferTransport",
+                "XferProtocol",
                 "XferEvents",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        .target(
+            name: "XferClientSide",
+            dependencies: [
+                "XferTransport",
+                "XferProtocol",
+                "XferEvents",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
@@ -52,7 +74,8 @@ let package = Package(
             name: "xfer",
             dependencies: [
                 "XferProtocol",
-                "XferTransport",
+                "XferServerSide",
+                "XferClientSide",
                 "XferEvents",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -75,6 +98,8 @@ let package = Package(
             name: "XferTransportTests",
             dependencies: [
                 "XferTransport",
+                "XferServerSide",
+                "XferClientSide",
                 "XferProtocol",
                 "XferEvents",
                 .product(name: "NIOCore", package: "swift-nio"),

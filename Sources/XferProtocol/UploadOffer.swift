@@ -10,6 +10,10 @@ public struct UploadOffer: Sendable, Equatable {
 
     /// The smallest block size accepted, in raw bytes.
     public static let minBlockSize = 4096
+    /// The block size clients use unless told otherwise (1 MiB; the server's buffer pool is sized for it). 1 MiB
+    /// measured best here: large enough that per-frame costs vanish, small enough that a resume repeats little
+    /// and memory stays low.
+    public static let defaultBlockSize = 1 << 20
 
     /// The stable upload id (16-64 lowercase hex digits) the client reuses when it resumes.
     public var id: String

@@ -10,20 +10,20 @@ import Synchronization
 ///
 /// Returning a buffer that is still referenced elsewhere is safe: ByteBuffer copies on write, so the next user
 /// writes into new storage and nothing is shared by mistake; only the saving is lost.
-final class BufferPool: Sendable {
+package final class BufferPool: Sendable {
     /// Capacity of the buffers handed out.
-    let capacity: Int
+    package let capacity: Int
     /// Most buffers kept; more are freed.
-    let limit: Int
+    package let limit: Int
     private let free = Mutex<[ByteBuffer]>([])
 
-    init(capacity: Int, limit: Int) {
+    package init(capacity: Int, limit: Int) {
         self.capacity = capacity
         self.limit = limit
     }
 
     /// An empty buffer of at least `capacity` bytes: a returned one when there is one.
-    func take() -> ByteBuffer {
+    package func take() -> ByteBuffer {
         if var buffer = self.free.withLock({ $0.popLast() }) {
             buffer.clear()
             return buffer
@@ -32,7 +32,7 @@ final class BufferPool: Sendable {
     }
 
     /// Gives `buffer` back for reuse (ignored when it is too small or the pool is full).
-    func give(_ buffer: ByteBuffer) {
+    package func give(_ buffer: ByteBuffer) {
         guard buffer.capacity >= self.capacity else { return }
         self.free.withLock { free in
             if free.count < self.limit { free.append(buffer) }
@@ -40,5 +40,5 @@ final class BufferPool: Sendable {
     }
 
     /// Buffers waiting for reuse.
-    var count: Int { self.free.withLock { $0.count } }
+    package var count: Int { self.free.withLock { $0.count } }
 }

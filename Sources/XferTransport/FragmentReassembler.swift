@@ -5,9 +5,9 @@ import NIOWebSocket
 ///
 /// Control frames may arrive between fragments and are not its business (the handlers answer them at once);
 /// it sees only text, binary and continuation frames, with their payloads already unmasked.
-struct FragmentReassembler {
+package struct FragmentReassembler {
     /// What one data frame completed.
-    enum Outcome {
+    package enum Outcome {
         /// A whole message: a frame with FIN set, or the last fragment of one.
         case message(WebSocketOpcode, ByteBuffer)
         /// A fragment was kept; the message goes on.
@@ -19,16 +19,16 @@ struct FragmentReassembler {
     }
 
     /// Largest message kept while it arrives in fragments.
-    let maxMessageBytes: Int
+    package let maxMessageBytes: Int
     private var partial: (opcode: WebSocketOpcode, buffer: ByteBuffer)?
 
     /// A reassembler refusing fragmented messages over `maxMessageBytes`.
-    init(maxMessageBytes: Int) {
+    package init(maxMessageBytes: Int) {
         self.maxMessageBytes = maxMessageBytes
     }
 
     /// A text, binary or continuation frame arrived with this (unmasked) payload.
-    mutating func receive(opcode: WebSocketOpcode, fin: Bool, data: ByteBuffer) -> Outcome {
+    package mutating func receive(opcode: WebSocketOpcode, fin: Bool, data: ByteBuffer) -> Outcome {
         switch opcode {
         case .text, .binary:
             guard self.partial == nil else {

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
+import XferClientSide
 import XferProtocol
-import XferTransport
 
 /// Options every client command shares.
 struct ClientOptions: ParsableArguments {

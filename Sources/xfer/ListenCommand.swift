@@ -3,9 +3,9 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Synchronization
+import XferClientSide
 import XferEvents
 import XferProtocol
-import XferTransport
 
 /// `xfer listen`: stay connected and print every text addressed to this listener.
 struct ListenCommand: AsyncParsableCommand {

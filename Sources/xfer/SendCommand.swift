@@ -1,9 +1,9 @@
 import ArgumentParser
 import NIOCore
 import NIOPosix
+import XferClientSide
 import XferEvents
 import XferProtocol
-import XferTransport
 
 /// `xfer send`: send text messages and wait for each one's status.
 struct SendCommand: AsyncParsableCommand {

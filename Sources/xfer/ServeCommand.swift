@@ -3,7 +3,7 @@ import Dispatch
 import Foundation
 import XferEvents
 import XferProtocol
-import XferTransport
+import XferServerSide
 
 /// `xfer serve`: accept clients, print their events, take commands on stdin.
 struct ServeCommand: AsyncParsableCommand {

@@ -2,9 +2,9 @@ import ArgumentParser
 import Foundation
 import NIOCore
 import NIOPosix
+import XferClientSide
 import XferEvents
 import XferProtocol
-import XferTransport
 
 /// `xfer upload`: send files or a stream in checksummed, compressed blocks that resume after interruptions.
 struct UploadCommand: AsyncParsableCommand {

@@ -1,6 +1,8 @@
 import NIOCore
 import Testing
 
+@testable import XferClientSide
+@testable import XferServerSide
 @testable import XferTransport
 
 /// The block buffer pool: empty buffers of the right size, reuse, and its bounds.

@@ -4,7 +4,9 @@ import NIOEmbedded
 import NIOWebSocket
 import Testing
 
+@testable import XferClientSide
 @testable import XferProtocol
+@testable import XferServerSide
 @testable import XferTransport
 
 #if canImport(Glibc)

@@ -5,7 +5,9 @@ import NIOPosix
 import Testing
 import XferEvents
 
+@testable import XferClientSide
 @testable import XferProtocol
+@testable import XferServerSide
 @testable import XferTransport
 
 /// A client and a server paired in one process (loopback only, no binary), with faults injected between them.

@@ -6,7 +6,9 @@ import NIOWebSocket
 import Testing
 import XferEvents
 
+@testable import XferClientSide
 @testable import XferProtocol
+@testable import XferServerSide
 @testable import XferTransport
 
 /// A router that answers only when the test says so, in any order: what a router behind a bus may do.

@@ -5,7 +5,9 @@ import NIOWebSocket
 import Testing
 import XferEvents
 
+@testable import XferClientSide
 @testable import XferProtocol
+@testable import XferServerSide
 @testable import XferTransport
 
 /// Drives `ServerConnectionHandler` on an `EmbeddedChannel` with WebSocket frames and checks frames and events.

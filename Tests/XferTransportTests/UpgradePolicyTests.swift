@@ -1,6 +1,8 @@
 import NIOHTTP1
 import Testing
 
+@testable import XferClientSide
+@testable import XferServerSide
 @testable import XferTransport
 
 /// Checks who may upgrade: tokens in the header or the query, compared in constant time, and subprotocols.

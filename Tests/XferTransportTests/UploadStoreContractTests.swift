@@ -4,6 +4,8 @@ import Synchronization
 import Testing
 import XferProtocol
 
+@testable import XferClientSide
+@testable import XferServerSide
 @testable import XferTransport
 
 /// The contract every `UploadStore` keeps, run against each implementation (`UploadStoreKind`): resume after a

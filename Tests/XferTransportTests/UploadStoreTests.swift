@@ -3,6 +3,8 @@ import Foundation
 import Testing
 import XferProtocol
 
+@testable import XferClientSide
+@testable import XferServerSide
 @testable import XferTransport
 
 #if canImport(Glibc)

@@ -1,6 +1,8 @@
 import Foundation
 import XferProtocol
 
+@testable import XferClientSide
+@testable import XferServerSide
 @testable import XferTransport
 
 /// What the store contract tests need from an `UploadStore` implementation besides the protocol: stores that share

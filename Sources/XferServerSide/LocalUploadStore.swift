@@ -1,5 +1,6 @@
 import Foundation
 import XferProtocol
+import XferTransport
 
 #if canImport(Glibc)
 import Glibc

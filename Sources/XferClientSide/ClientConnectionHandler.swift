@@ -4,23 +4,7 @@ import NIOWebSocket
 import Synchronization
 import XferEvents
 import XferProtocol
-
-/// Completes a promise once, whichever of several places (and threads) learns the outcome first.
-final class OutcomeSlot: Sendable {
-    private let promise: EventLoopPromise<ClientOutcome>
-    private let done = Atomic<Bool>(false)
-
-    init(promise: EventLoopPromise<ClientOutcome>) {
-        self.promise = promise
-    }
-
-    var futureResult: EventLoopFuture<ClientOutcome> { self.promise.futureResult }
-
-    func complete(_ outcome: ClientOutcome) {
-        guard !self.done.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        self.promise.succeed(outcome)
-    }
-}
+import XferTransport
 
 /// The client end of an upgraded `xfer.v1` connection: handshake, heart-beat, closing handshake; the work
 /// itself is the role's.
@@ -338,26 +322,5 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
         self.flushEvents()
         self.outcome.complete(result)
         context.fireChannelInactive()
-    }
-}
-
-/// Sits next to the socket and writes complete WebSocket frames built elsewhere. Frames written through it and
-/// through the encoder keep their order: both paths run synchronously on the same event loop.
-final class RawFrameWriter: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    private var context: ChannelHandlerContext?
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        self.context = nil
-    }
-
-    func write(_ frame: ByteBuffer) {
-        self.context?.write(self.wrapOutboundOut(frame), promise: nil)
     }
 }

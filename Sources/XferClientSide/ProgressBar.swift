@@ -1,4 +1,5 @@
 import Foundation
+import XferTransport
 
 #if canImport(Glibc)
 import Glibc

@@ -5,34 +5,7 @@ import NIOCore
 import Synchronization
 import XferEvents
 import XferProtocol
-
-/// Settings of one upload.
-public struct UploadSettings: Sendable {
-    /// Raw bytes per block. 1 MiB measured best here: large enough that per-frame costs vanish, small enough
-    /// that a resume repeats little and memory stays low.
-    public var blockSize: Int
-    /// zlib level (0 = never compress).
-    public var level: Int
-    /// Blocks read, encoded or unacknowledged at once: this bounds memory and is the replay window of a stream.
-    public var window: Int
-    /// Threads compressing blocks in parallel.
-    public var encoders: Int
-
-    /// The default block size (1 MiB); the server's buffer pool is sized for it.
-    public static let defaultBlockSize = 1 << 20
-
-    public init(
-        blockSize: Int = UploadSettings.defaultBlockSize,
-        level: Int = 1,
-        window: Int = 8,
-        encoders: Int = System.coreCount
-    ) {
-        self.blockSize = blockSize
-        self.level = level
-        self.window = window
-        self.encoders = max(1, encoders)
-    }
-}
+import XferTransport
 
 /// One file or stream being uploaded, across as many connections as it takes.
 ///
@@ -564,30 +537,5 @@ public final class UploadJob: @unchecked Sendable {
             )
         )
         self.progressBar?.update(bytes: bytes)
-    }
-}
-
-/// `xfer upload`'s role on one connection: hands everything to the job, which outlives the connection.
-public final class UploadRole: ClientRole {
-    private let job: UploadJob
-
-    public init(job: UploadJob) {
-        self.job = job
-    }
-
-    public func started(connection: ClientConnection, welcome: [String: String]) {
-        self.job.attach(connection)
-    }
-
-    public func received(_ message: WireMessage, connection: ClientConnection) {
-        self.job.handle(message, connection: connection)
-    }
-
-    public func writable(connection: ClientConnection) {
-        self.job.pump()
-    }
-
-    public func ended(connection: ClientConnection) {
-        self.job.detach()
     }
 }

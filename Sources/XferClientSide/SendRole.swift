@@ -1,6 +1,7 @@
 import NIOCore
 import XferEvents
 import XferProtocol
+import XferTransport
 
 /// `xfer send`: pipelines text messages within a window and turns the server's answers into `status` events.
 public final class SendRole: ClientRole {

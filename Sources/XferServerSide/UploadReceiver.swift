@@ -3,6 +3,7 @@ import Dispatch
 import NIOCore
 import XferEvents
 import XferProtocol
+import XferTransport
 
 /// The server side of one upload connection: the driver of `UploadReceiverStateMachine`.
 ///

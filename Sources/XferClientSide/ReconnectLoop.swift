@@ -1,5 +1,6 @@
 import XferEvents
 import XferProtocol
+import XferTransport
 
 #if canImport(Glibc)
 import Glibc

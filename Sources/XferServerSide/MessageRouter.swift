@@ -1,0 +1,34 @@
+import NIOCore
+import NIOWebSocket
+import Synchronization
+import XferProtocol
+
+/// Where routed texts are handed over: the outbound side of one connection.
+public protocol TextInbox: Sendable {
+    /// Hands one text to the connection; called in `seq` order for each address.
+    func deliver(seq: UInt64, from: String, text: String)
+}
+
+/// Routes texts to a client id, a listener name or everyone, and answers with the result.
+///
+/// The server asks it for every relayed text (`xfer send --to/--all`, plain clients' broadcasts are not relayed,
+/// stdin `send`/`broadcast`) and tells it which connections can receive texts. The answer is a future, so that an
+/// implementation may route through another process (a bus) before it knows the result; the server keeps each
+/// connection's statuses in message order whatever order the answers come in. `LocalMessageRouter` is today's
+/// in-process behaviour.
+public protocol MessageRouter: Sendable {
+    /// How long texts are held for a listener name whose listeners are away (for messages to users).
+    var holdSeconds: Double { get }
+    /// A connection completed its handshake as `kind` (named `name`); receivers get their held texts in `inbox`.
+    func joined(client: Int, kind: ClientKind, name: String?, inbox: any TextInbox)
+    /// A connection ended.
+    func left(client: Int)
+    /// Routes `text` from `from` to `target`; the future (on `loop`) holds the result, or nil when the target is
+    /// unknown (no such client, or no listener has used the name within the hold period).
+    func route(
+        _ text: String,
+        from: String,
+        to target: RelayTarget,
+        on loop: EventLoop
+    ) -> EventLoopFuture<RelayResult?>
+}
