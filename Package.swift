@@ -1,6 +1,19 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// What the server side and the client side each build on: the shared transport core, NIO, TLS and SHA-256.
+let sideDependencies: [Target.Dependency] = [
+    "XferTransport",
+    "XferProtocol",
+    "XferEvents",
+    .product(name: "NIOCore", package: "swift-nio"),
+    .product(name: "NIOPosix", package: "swift-nio"),
+    .product(name: "NIOHTTP1", package: "swift-nio"),
+    .product(name: "NIOWebSocket", package: "swift-nio"),
+    .product(name: "Crypto", package: "swift-crypto"),
+    .product(name: "NIOSSL", package: "swift-nio-ssl"),
+]
+
 let package = Package(
     name: "xfer",
     platforms: [.macOS(.v13)],
@@ -44,31 +57,11 @@ let package = Package(
         ),
         .target(
             name: "XferServerSide",
-            dependencies: [
-                "XferTransport",
-                "XferProtocol",
-                "XferEvents",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            ]
+            dependencies: sideDependencies
         ),
         .target(
             name: "XferClientSide",
-            dependencies: [
-                "XferTransport",
-                "XferProtocol",
-                "XferEvents",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            ]
+            dependencies: sideDependencies
         ),
         .executableTarget(
             name: "xfer",
