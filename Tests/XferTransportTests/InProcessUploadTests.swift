@@ -95,4 +95,117 @@ import XferEvents
         }
         #expect(resumedFrom > 0 && resumedFrom < 8 << 20 && resumedFrom % (1 << 20) == 0)
     }
+
+    @Test func aDiskThatFillsUpFailsTheUploadAndARunOnAHealthyDiskResumesFromWhatWasVerified() async throws {
+        let base = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let inbox = base + "/inbox"
+        try FileManager.default.createDirectory(atPath: inbox, withIntermediateDirectories: true)
+        let sourcePath = base + "/dump.bin"
+        let bytes = try Self.randomFile(sourcePath, count: 6 << 20)
+
+        /// One run of `xfer upload` against a fresh server on `inbox` with `store`.
+        func run(store: any UploadStore) async throws -> (XferError?, [Event], [Event]) {
+            let serverEvents = RecordingEventSink()
+            let server = XferServer(
+                configuration: ServerConfiguration(port: 0, directory: inbox, threads: 1),
+                sink: serverEvents,
+                store: store
+            )
+            let port = try await server.start()
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let clientEvents = RecordingEventSink()
+            let job = UploadJob(
+                source: try UploadSource(path: sourcePath),
+                name: "dump.bin",
+                settings: UploadSettings(),
+                loop: group.next(),
+                sink: clientEvents,
+                showProgress: false
+            )
+            let configuration = ClientConfiguration(
+                server: try ServerURL(parsing: "127.0.0.1:\(port)").addingQuery("upload", job.id),
+                role: .upload
+            )
+            let failure = await UploadRunner.run(
+                job,
+                configuration: configuration,
+                group: group,
+                sink: clientEvents,
+                policy: ReconnectPolicy(base: 0.05, cap: 0.2, maxRetries: 3)
+            )
+            await server.shutdown()
+            try await group.shutdownGracefully()
+            return (failure, clientEvents.events, serverEvents.events)
+        }
+
+        let local = LocalUploadStore(directory: inbox, maxFileSize: 1 << 40)
+        let (failure, clientEvents, serverEvents) = try await run(store: FillingDiskStore(local, room: 3 << 20))
+        #expect(failure?.code == .diskFull)
+        #expect(!clientEvents.contains { $0.kind == .reconnecting }, "a full disk is not retried at once")
+        #expect(serverEvents.contains { $0.kind == .error && $0["code"] == .string("disk_full") })
+        #expect(!FileManager.default.fileExists(atPath: inbox + "/dump.bin"))
+
+        let (second, clientAgain, serverAgain) = try await run(store: local)
+        #expect(second == nil, "\(second?.message ?? "")")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: inbox + "/dump.bin")) == Data(bytes))
+        let status = try #require(clientAgain.last { $0.kind == .status })
+        #expect(status["resumed_from"] == .int(3 << 20))
+        #expect(serverAgain.last { $0.kind == .fileSaved }?["resumed_from"] == .int(3 << 20))
+    }
+}
+
+/// A store whose disk fills up after `room` bytes of any upload: what a full disk looks like to the receiver.
+final class FillingDiskStore: UploadStore {
+    let inner: any UploadStore
+    let room: UInt64
+
+    init(_ inner: any UploadStore, room: UInt64) {
+        self.inner = inner
+        self.room = room
+    }
+
+    func claim(
+        _ id: String,
+        requestRelease: @escaping @Sendable () -> Void,
+        whenReady: @escaping @Sendable () -> Void
+    ) -> UploadClaim {
+        self.inner.claim(id, requestRelease: requestRelease, whenReady: whenReady)
+    }
+
+    func open(_ offer: UploadOffer, claim: UploadClaim) throws(XferError) -> PartialUpload {
+        FillingPartialUpload(try self.inner.open(offer, claim: claim), room: self.room)
+    }
+
+    func release(_ claim: UploadClaim) { self.inner.release(claim) }
+
+    func sweep(olderThan seconds: Double) -> Int { self.inner.sweep(olderThan: seconds) }
+}
+
+/// A partial upload that refuses to grow past `room` bytes with `disk_full`.
+final class FillingPartialUpload: PartialUpload {
+    let inner: PartialUpload
+    let room: UInt64
+
+    init(_ inner: PartialUpload, room: UInt64) {
+        self.inner = inner
+        self.room = room
+    }
+
+    var verifiedOffset: UInt64 { self.inner.verifiedOffset }
+
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(XferError) -> Int {
+        try self.inner.read(at: offset, into: buffer)
+    }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws(XferError) {
+        guard self.inner.verifiedOffset + UInt64(bytes.count) <= self.room else {
+            throw XferError(.diskFull, "cannot write: No space left on device (injected)")
+        }
+        try self.inner.append(bytes)
+    }
+
+    func commit() throws(XferError) -> (name: String, path: String) { try self.inner.commit() }
+    func close() { self.inner.close() }
+    func discard() { self.inner.discard() }
 }

@@ -3,6 +3,7 @@ import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 import NIOWebSocket
+import Synchronization
 import Testing
 import XferEvents
 
@@ -228,4 +229,67 @@ final class DeferredMessageRouter: MessageRouter, @unchecked Sendable {
         #expect(first.events.map(\.jsonLine) == second.events.map(\.jsonLine))
         #expect(first.events.map(\.kind) == [.error, .error, .reconnecting])
     }
+}
+
+/// The reconnect loop that `listen` and `upload` share, with short real delays.
+@Suite struct ReconnectLoopTests {
+    @Test func failuresAreRetriedWithAReconnectingEventUntilASessionEndsTheWork() async {
+        let sink = RecordingEventSink()
+        var sessions = 0
+        let failure = await ReconnectLoop.run(
+            policy: ReconnectPolicy(base: 0.01, cap: 0.02, maxRetries: nil),
+            sink: sink,
+            session: {
+                sessions += 1
+                return sessions < 3
+                    ? .failed(XferError(.connectionLost, "cut"), afterWelcome: false) : .done
+            }
+        )
+        #expect(failure == nil)
+        #expect(sessions == 3)
+        #expect(sink.events.map(\.kind) == [.reconnecting, .reconnecting])
+        #expect(sink.events.map { $0["attempt"] } == [.int(1), .int(2)])
+    }
+
+    @Test func aFailureTheRetriesCannotMendEndsTheLoopWithThatError() async {
+        let sink = RecordingEventSink()
+        var sessions = 0
+        let failure = await ReconnectLoop.run(
+            policy: ReconnectPolicy(base: 0.01, cap: 0.02, maxRetries: 5),
+            sink: sink,
+            session: {
+                sessions += 1
+                return .failed(XferError(.superseded, "taken over"), afterWelcome: true)
+            }
+        )
+        #expect(failure?.code == .superseded)
+        #expect(sessions == 1)
+        #expect(sink.events.isEmpty)
+    }
+
+    @Test func stoppingDuringTheWaitEndsTheLoopWithoutAnotherSession() async {
+        let sink = RecordingEventSink()
+        let stopped = StopFlag()
+        var sessions = 0
+        let failure = await ReconnectLoop.run(
+            policy: ReconnectPolicy(base: 5, cap: 5, maxRetries: nil),
+            sink: sink,
+            isStopped: { stopped.value.load(ordering: .relaxed) },
+            session: {
+                sessions += 1
+                Task {
+                    try? await Task.sleep(nanoseconds: 100_000_000)
+                    stopped.value.store(true, ordering: .relaxed)
+                }
+                return .failed(XferError(.connectionLost, "cut"), afterWelcome: false)
+            }
+        )
+        #expect(failure == nil)
+        #expect(sessions == 1)
+    }
+}
+
+/// A flag a task sets while the loop waits.
+final class StopFlag: Sendable {
+    let value = Atomic<Bool>(false)
 }
