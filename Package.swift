@@ -6,6 +6,7 @@ let sideDependencies: [Target.Dependency] = [
     "XferTransport",
     "XferProtocol",
     "XferEvents",
+    .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
     .product(name: "NIOCore", package: "swift-nio"),
     .product(name: "NIOPosix", package: "swift-nio"),
     .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -16,6 +16,8 @@ public enum SessionEnd: Sendable {
     case done
     /// The session failed; `afterWelcome` says whether the handshake had completed.
     case failed(XferError, afterWelcome: Bool)
+    /// The work failed in a way no other session can mend (a changed source, a wrong digest): stop at once.
+    case fatal(XferError)
 }
 
 /// Runs client sessions until one ends the work, reconnecting by a `ReconnectPolicy`: the driver of that policy
@@ -32,7 +34,17 @@ public enum ReconnectLoop {
     ) async -> XferError? {
         var policy = policy
         while true {
-            guard case .failed(let error, let afterWelcome) = await session() else { return nil }
+            let error: XferError
+            let afterWelcome: Bool
+            switch await session() {
+            case .done:
+                return nil
+            case .fatal(let fatal):
+                return fatal
+            case .failed(let failure, let welcomed):
+                error = failure
+                afterWelcome = welcomed
+            }
             if isStopped() { return nil }
             switch policy.sessionFailed(error, afterWelcome: afterWelcome, jitter: Double.random(in: 0...1)) {
             case .giveUp(let error):

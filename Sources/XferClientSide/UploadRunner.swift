@@ -6,18 +6,18 @@ import XferProtocol
 /// event, saved or not. `xfer upload` calls it once per file; tests call it in-process.
 public enum UploadRunner {
     /// Uploads `job` to `configuration.server`, reconnecting by `policy`; emits the final `status` to `sink` and
-    /// returns the error the upload ended with, if any.
+    /// returns the error the upload ended with, if any. Connections run on `job.loop`.
     public static func run(
         _ job: UploadJob,
         configuration: ClientConfiguration,
-        group: EventLoopGroup,
         sink: any EventSink,
         policy: ReconnectPolicy
     ) async -> XferError? {
         let failure = await ReconnectLoop.run(policy: policy, sink: sink) {
             let outcome: ClientOutcome
             do {
-                outcome = try await XferClient.run(configuration: configuration, group: group, sink: sink) {
+                // Every connection runs on the job's loop: the job and its state machine live there.
+                outcome = try await XferClient.run(configuration: configuration, group: job.loop, sink: sink) {
                     UploadRole(job: job)
                 }.get()
             } catch {
@@ -40,8 +40,7 @@ public enum UploadRunner {
                 )
                 return .done
             }
-            // A failure a reconnect cannot mend: the policy gives up on its code.
-            if let fatal { return .failed(fatal, afterWelcome: false) }
+            if let fatal { return .fatal(fatal) }
             switch outcome {
             case .finished:
                 return .failed(

@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOWebSocket
 import Synchronization
@@ -5,9 +6,12 @@ import XferProtocol
 
 /// The in-process router: a `RoutingTable` under a lock, delivering straight into the connections' channels.
 ///
-/// Connections live on different event loops. The lock is held while a text's sequence number is taken and its
-/// frames are handed to the channels (which queue them on their own loops in the order of the calls), so every
-/// listener sees its texts in `seq` order.
+/// Connections live on different event loops. Two locks: `delivering` is held for a whole route (or join), from
+/// taking the text's sequence number until its frames are handed to the channels (which queue them on their own
+/// loops in the order of the calls), so every listener sees its texts in `seq` order; `state` is held only to
+/// read and change the table. A write can close a channel on the spot (a peer that reset the connection), and
+/// that connection then leaves the router from inside the write: leaving takes only `state`, which the writer
+/// no longer holds.
 public final class LocalMessageRouter: MessageRouter {
     private struct State {
         var table: RoutingTable
@@ -15,6 +19,7 @@ public final class LocalMessageRouter: MessageRouter {
     }
 
     private let state: Mutex<State>
+    private let delivering = NIOLock()
     private let clock: @Sendable () -> UInt64
     public let holdSeconds: Double
 
@@ -33,9 +38,12 @@ public final class LocalMessageRouter: MessageRouter {
     public func joined(client: Int, kind: ClientKind, name: String?, inbox: any TextInbox) {
         guard kind.receivesTexts else { return }
         let now = self.clock()
-        self.state.withLock { state in
-            state.inboxes[client] = inbox
-            for delivery in state.table.joined(client: client, kind: kind, name: name, now: now) {
+        self.delivering.withLock {
+            let held = self.state.withLock { state in
+                state.inboxes[client] = inbox
+                return state.table.joined(client: client, kind: kind, name: name, now: now)
+            }
+            for delivery in held {
                 inbox.deliver(seq: delivery.seq, from: delivery.from, text: delivery.text)
             }
         }
@@ -61,16 +69,23 @@ public final class LocalMessageRouter: MessageRouter {
     /// Routes at once and returns the result (the local router never waits).
     public func route(_ text: String, from: String, to target: RelayTarget) -> RelayResult? {
         let now = self.clock()
-        return self.state.withLock { state -> RelayResult? in
-            switch state.table.route(text, from: from, to: target, now: now) {
-            case .unknownTarget:
-                return nil
-            case .deliver(let deliveries, let result):
-                for delivery in deliveries {
-                    state.inboxes[delivery.client]?.deliver(seq: delivery.seq, from: delivery.from, text: delivery.text)
+        return self.delivering.withLock { () -> RelayResult? in
+            let (result, writes) = self.state.withLock {
+                state -> (RelayResult?, [(any TextInbox, RoutingTable.Delivery)]) in
+                switch state.table.route(text, from: from, to: target, now: now) {
+                case .unknownTarget:
+                    return (nil, [])
+                case .deliver(let deliveries, let result):
+                    return (
+                        result,
+                        deliveries.compactMap { delivery in state.inboxes[delivery.client].map { ($0, delivery) } }
+                    )
                 }
-                return result
             }
+            for (inbox, delivery) in writes {
+                inbox.deliver(seq: delivery.seq, from: delivery.from, text: delivery.text)
+            }
+            return result
         }
     }
 }

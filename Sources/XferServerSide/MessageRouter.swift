@@ -24,7 +24,8 @@ public protocol MessageRouter: Sendable {
     /// A connection ended.
     func left(client: Int)
     /// Routes `text` from `from` to `target`; the future (on `loop`) holds the result, or nil when the target is
-    /// unknown (no such client, or no listener has used the name within the hold period).
+    /// unknown (no such client, or no listener has used the name within the hold period). The future must complete
+    /// (a failure when routing is impossible): the connection's later statuses wait behind it.
     func route(
         _ text: String,
         from: String,

@@ -26,9 +26,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private var fragments: FragmentReassembler
     private var pendingEvents: [Event] = []
     private var pendingAck: (first: UInt64, last: UInt64)?
-    /// Statuses behind a relayed message whose routing answer has not come yet, in message order: a status never
-    /// overtakes an earlier one, whatever order the router answers in.
-    private var statusQueue: CircularBuffer<QueuedStatus> = []
+    /// Keeps statuses in message order while relayed messages wait for their routing answer.
+    private var statuses = StatusSequencer()
     private var needsFlush = false
     private var registered = false
     private var endReason: (reason: String, code: UInt16?, message: String?)?
@@ -243,11 +242,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             let text = text ?? ""
             guard let target = session.relayTarget else {
                 self.appendEvent(.textReceived(client: self.clientID, id: id, text: text, name: session.name, to: nil))
-                if self.statusQueue.isEmpty {
-                    self.queueOK(id)
-                } else {
-                    self.statusQueue.append(.ok(id))
-                }
+                if case .ok(let id) = self.statuses.emitted(id: id) { self.queueOK(id) }
                 return
             }
             self.appendEvent(
@@ -261,14 +256,17 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             )
             // The text's event reaches the sink before the router can answer: its status never precedes it.
             self.flushPending()
-            self.statusQueue.append(.relayed(id, nil))
+            self.statuses.relayed(id: id)
             let from = session.name ?? "client-\(self.clientID)"
             let name = session.relayTo ?? "*"
             let holdSeconds = self.server.router.holdSeconds
-            self.server.router.route(text, from: from, to: target, on: context.eventLoop).assumeIsolated()
+            // A router may answer on another thread: the answer is handled on this connection's loop.
+            self.server.router.route(text, from: from, to: target, on: context.eventLoop)
+                .hop(to: context.eventLoop).assumeIsolated()
                 .whenComplete { result in
                     let status: WireMessage.Status
-                    if case .success(let routed?) = result {
+                    switch result {
+                    case .success(let routed?):
                         status = .init(
                             id: id,
                             ok: true,
@@ -276,7 +274,17 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                             delivered: UInt32(routed.delivered),
                             held: UInt32(routed.held)
                         )
-                    } else {
+                    case .failure(let error):
+                        // The router could not route it (a bus that is down): not the sender's fault, and not
+                        // "no listener".
+                        status = .init(
+                            id: id,
+                            ok: false,
+                            relayed: true,
+                            code: XferError.Code.internalError.rawValue,
+                            reason: "the server could not route this text (\(error)); send it again"
+                        )
+                    case .success(nil):
                         status = .init(
                             id: id,
                             ok: false,
@@ -372,23 +380,18 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         self.pendingEvents.append(event)
     }
 
-    /// A relayed message's routing answer came: its status fills its place in the queue, and every status that
-    /// is no longer behind an unanswered one goes out, in message order.
+    /// A relayed message's routing answer came: every status no longer behind an unanswered one goes out, in
+    /// message order.
     private func routed(_ status: WireMessage.Status) {
-        guard let index = self.statusQueue.firstIndex(where: { $0.relayedID == status.id }) else { return }
-        self.statusQueue[index] = .relayed(status.id, status)
-        while let first = self.statusQueue.first {
-            switch first {
+        for release in self.statuses.routed(status) {
+            switch release {
             case .ok(let id):
                 self.queueOK(id)
-            case .relayed(_, nil):
-                return self.flushUnlessReading()
-            case .relayed(_, let status?):
+            case .status(let status):
                 // Statuses go out in id order: write the pending run before this individual status.
                 self.flushPending()
                 self.sendStatus(status)
             }
-            self.statusQueue.removeFirst()
         }
         self.flushUnlessReading()
     }
@@ -534,20 +537,6 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         }
         self.flushPending()
         context.fireChannelInactive()
-    }
-}
-
-/// A status waiting in `ServerConnectionHandler`'s queue.
-private enum QueuedStatus {
-    /// Message `id` was emitted: it gets a plain `ok`.
-    case ok(UInt64)
-    /// Message `id` was relayed; its status once the router answered.
-    case relayed(UInt64, WireMessage.Status?)
-
-    /// The id of a relayed message.
-    var relayedID: UInt64? {
-        if case .relayed(let id, _) = self { return id }
-        return nil
     }
 }
 

@@ -111,7 +111,6 @@ struct UploadCommand: AsyncParsableCommand {
             if let error = await UploadRunner.run(
                 job,
                 configuration: configuration,
-                group: group,
                 sink: sink,
                 policy: policy
             ) {

@@ -64,7 +64,6 @@ import XferEvents
         let failure = await UploadRunner.run(
             job,
             configuration: configuration,
-            group: group,
             sink: clientEvents,
             policy: ReconnectPolicy(base: 0.05, cap: 0.2, maxRetries: 3)
         )
@@ -130,7 +129,6 @@ import XferEvents
             let failure = await UploadRunner.run(
                 job,
                 configuration: configuration,
-                group: group,
                 sink: clientEvents,
                 policy: ReconnectPolicy(base: 0.05, cap: 0.2, maxRetries: 3)
             )

@@ -293,3 +293,34 @@ final class DeferredMessageRouter: MessageRouter, @unchecked Sendable {
 final class StopFlag: Sendable {
     let value = Atomic<Bool>(false)
 }
+
+/// An inbox whose connection dies while a text is written to it, as a channel whose peer reset the connection
+/// closes inside the write: the connection leaves the router from inside the delivery.
+final class DyingInbox: TextInbox, @unchecked Sendable {
+    // Set once before use.
+    var router: LocalMessageRouter?
+    let client: Int
+    let texts = Mutex<[String]>([])
+
+    init(client: Int) {
+        self.client = client
+    }
+
+    func deliver(seq: UInt64, from: String, text: String) {
+        self.texts.withLock { $0.append(text) }
+        self.router?.left(client: self.client)
+    }
+}
+
+@Suite struct LocalMessageRouterTests {
+    @Test func aConnectionThatLeavesInsideADeliveryDoesNotDeadlockTheRouter() {
+        let router = LocalMessageRouter()
+        let dying = DyingInbox(client: 1)
+        dying.router = router
+        router.joined(client: 1, kind: .listen, name: "ops", inbox: dying)
+        #expect(router.route("first", from: "a", to: .name("ops")) == RelayResult(delivered: 1, held: 0))
+        // It left during the first delivery: the second text is held for its name.
+        #expect(router.route("second", from: "a", to: .name("ops")) == RelayResult(delivered: 0, held: 1))
+        #expect(dying.texts.withLock { $0 } == ["first"])
+    }
+}
