@@ -23,6 +23,11 @@ public struct UploadReceiverStateMachine: Sendable {
         public var maxQueuedBlocks: Int
         /// Least time between two progress reports, in nanoseconds (250 ms: four a second, SPEC.md allows ten).
         public var progressInterval: UInt64
+        /// How long an upload that another server process writes is tried again before the offer is refused with
+        /// `busy`, in nanoseconds (2 s: about what a client waits for an answer anyway).
+        public var busyWait: UInt64
+        /// Time between two tries to open a busy upload, in nanoseconds (25 ms).
+        public var busyRetryInterval: UInt64
 
         /// Limits with the server's defaults for all but the file size.
         public init(
@@ -30,13 +35,17 @@ public struct UploadReceiverStateMachine: Sendable {
             maxFileSize: UInt64,
             maxRetriesPerBlock: Int = 3,
             maxQueuedBlocks: Int = 8,
-            progressInterval: UInt64 = 250_000_000
+            progressInterval: UInt64 = 250_000_000,
+            busyWait: UInt64 = 2_000_000_000,
+            busyRetryInterval: UInt64 = 25_000_000
         ) {
             self.maxBlockSize = maxBlockSize
             self.maxFileSize = maxFileSize
             self.maxRetriesPerBlock = maxRetriesPerBlock
             self.maxQueuedBlocks = maxQueuedBlocks
             self.progressInterval = progressInterval
+            self.busyWait = busyWait
+            self.busyRetryInterval = busyRetryInterval
         }
     }
 
@@ -117,11 +126,12 @@ public struct UploadReceiverStateMachine: Sendable {
         case fail(XferError.Code, String)
     }
 
-    /// What to do once the claim is ready.
+    /// What to do once the claim is ready (or a busy upload is due to be tried again).
     public enum ClaimAction: Sendable, Equatable {
-        /// Open (or resume) the partial upload in the store; then call `opened(offset:now:)` or `openFailed(_:)`.
+        /// Open (or resume) the partial upload in the store; then call `opened(offset:now:)`, `openFailed(_:_:)`
+        /// or, when another server process writes it, `openBusy(_:now:)`.
         case open(UploadOffer)
-        /// Nothing: the connection closed while the claim was pending (its release is under way).
+        /// Nothing: the connection closed while the claim (or the retry) was pending: its release is under way.
         case none
     }
 
@@ -129,6 +139,9 @@ public struct UploadReceiverStateMachine: Sendable {
     public enum OpenAction: Sendable, Equatable {
         /// Send `accept` with `offset` and report `progress`.
         case accept(offset: UInt64, progress: Progress)
+        /// Another server process writes the upload: after `after` nanoseconds (without holding a thread), call
+        /// `openRetryDue()`.
+        case retry(after: UInt64)
         /// Send an `error` and close with the code for this error.
         case fail(XferError.Code, String)
         /// Nothing: the connection closed meanwhile.
@@ -188,9 +201,15 @@ public struct UploadReceiverStateMachine: Sendable {
         case fail(XferError.Code, String)
     }
 
+    /// What to do when a message that has no place in an upload arrived.
+    public enum UnexpectedAction: Sendable, Equatable {
+        /// Send an `error` and close with the code for this error.
+        case fail(XferError.Code, String)
+    }
+
     /// What to do once the digest of the written bytes is known.
     public enum VerifiedAction: Sendable, Equatable {
-        /// It matches: commit the upload, then call `committed(name:path:now:)` or `commitFailed(_:_:)`.
+        /// It matches: commit the upload, then call `committed(name:path:)` or `commitFailed(_:_:)`.
         case commit
         /// It does not match: discard the partial upload (it cannot be trusted), then fail with this error.
         case discardAndFail(XferError.Code, String)
@@ -202,6 +221,10 @@ public struct UploadReceiverStateMachine: Sendable {
     public enum CommitAction: Sendable, Equatable {
         /// Report the final `progress` and `file_saved`, then send `saved`.
         case saved(Saved, progress: Progress)
+        /// The connection closed or failed while the store committed, but the file is saved: report the final
+        /// `progress` and `file_saved` straight to the server's event sink (the connection's may be gone), and send
+        /// nothing.
+        case savedDetached(Saved, progress: Progress)
         /// Send an `error` and close with the code for this error.
         case fail(XferError.Code, String)
         /// Nothing: the connection closed meanwhile.
@@ -244,14 +267,18 @@ public struct UploadReceiverStateMachine: Sendable {
         case awaitingOffer
         /// The offer is valid; its claim waits for earlier holders of the upload id to let go.
         case claiming(UploadOffer)
-        /// Claimed; the store opens or resumes the partial upload.
-        case opening(UploadOffer)
+        /// Claimed; the store opens or resumes the partial upload. `busySince`: when the store first found it busy
+        /// (another server process writes it), nil until then.
+        case opening(UploadOffer, busySince: UInt64?)
         /// Accepted: blocks arrive, in order, from the resume offset.
         case receiving(Receiving)
         /// `finish` arrived with the client's `size` and `sha256`; the driver computes the digest.
         case verifying(Receiving, size: UInt64, sha256: [UInt8])
         /// The digest matched; the store commits the upload.
         case committing(Receiving, size: UInt64, sha256: [UInt8])
+        /// The connection closed, or the client broke the protocol, while the store commits: the file is still
+        /// reported once it is saved. `claimed`: the claim is still held (its release waits for the close).
+        case committingDetached(Receiving, size: UInt64, sha256: [UInt8], claimed: Bool)
         /// Saved, or failed: later messages are dropped; the claim is still held until the connection closes.
         case finished(claimed: Bool)
         /// The connection closed: everything is released.
@@ -298,20 +325,33 @@ public struct UploadReceiverStateMachine: Sendable {
     public mutating func claimed() -> ClaimAction {
         switch self.state {
         case .claiming(let offer):
-            self.state = .opening(offer)
+            self.state = .opening(offer, busySince: nil)
             return .open(offer)
         case .closed, .finished:
             // The connection closed (or failed) while the claim was pending: its release is under way.
             return .none
-        case .awaitingOffer, .opening, .receiving, .verifying, .committing, .modifying:
+        case .awaitingOffer, .opening, .receiving, .verifying, .committing, .committingDetached, .modifying:
             preconditionFailure("claim ready in state \(self.state)")
+        }
+    }
+
+    /// The wait after `openBusy(_:now:)` is over: try to open the upload again.
+    public mutating func openRetryDue() -> ClaimAction {
+        switch self.state {
+        case .opening(let offer, _):
+            return .open(offer)
+        case .closed, .finished:
+            // The connection closed (or failed) during the wait: its release is under way.
+            return .none
+        case .awaitingOffer, .claiming, .receiving, .verifying, .committing, .committingDetached, .modifying:
+            preconditionFailure("open retry due in state \(self.state)")
         }
     }
 
     /// The store opened the upload; the client resumes from `offset`.
     public mutating func opened(offset: UInt64, now: UInt64) -> OpenAction {
         switch self.state {
-        case .opening(let offer):
+        case .opening(let offer, _):
             let receiving = Receiving(
                 offer: offer,
                 expected: offset,
@@ -323,8 +363,28 @@ public struct UploadReceiverStateMachine: Sendable {
         case .closed, .finished:
             // The connection closed while the store opened the upload; closing it is queued behind the open.
             return .none
-        case .awaitingOffer, .claiming, .receiving, .verifying, .committing, .modifying:
+        case .awaitingOffer, .claiming, .receiving, .verifying, .committing, .committingDetached, .modifying:
             preconditionFailure("upload opened in state \(self.state)")
+        }
+    }
+
+    /// The store could not open the upload because another server process writes it right now (`message` says so):
+    /// it is tried again every `busyRetryInterval` until `busyWait` has passed since the first refusal, then the
+    /// offer fails with `busy`.
+    public mutating func openBusy(_ message: String, now: UInt64) -> OpenAction {
+        switch self.state {
+        case .opening(let offer, let busySince):
+            let since = busySince ?? now
+            guard now < since + self.limits.busyWait else {
+                self.state = .finished(claimed: true)
+                return .fail(.busy, message)
+            }
+            self.state = .opening(offer, busySince: since)
+            return .retry(after: self.limits.busyRetryInterval)
+        case .closed, .finished:
+            return .none
+        case .awaitingOffer, .claiming, .receiving, .verifying, .committing, .committingDetached, .modifying:
+            preconditionFailure("open busy in state \(self.state)")
         }
     }
 
@@ -336,7 +396,7 @@ public struct UploadReceiverStateMachine: Sendable {
             return .fail(code, message)
         case .closed, .finished:
             return .none
-        case .awaitingOffer, .claiming, .receiving, .verifying, .committing, .modifying:
+        case .awaitingOffer, .claiming, .receiving, .verifying, .committing, .committingDetached, .modifying:
             preconditionFailure("open failed in state \(self.state)")
         }
     }
@@ -383,7 +443,7 @@ public struct UploadReceiverStateMachine: Sendable {
             guard self.queued >= self.limits.maxQueuedBlocks && !self.paused else { return .write(pauseReading: false) }
             self.paused = true
             return .write(pauseReading: true)
-        case .claiming, .opening, .verifying, .committing, .finished, .closed:
+        case .claiming, .opening, .verifying, .committing, .committingDetached, .finished, .closed:
             // Blocks sent before our accept, after the finish or after a failure can still be in flight: dropped.
             return .drop
         case .awaitingOffer:
@@ -487,7 +547,7 @@ public struct UploadReceiverStateMachine: Sendable {
             // The connection closed (or the client broke the protocol) while the digest was computed: the
             // partial stays for a resume.
             return .none
-        case .awaitingOffer, .claiming, .opening, .receiving, .committing, .modifying:
+        case .awaitingOffer, .claiming, .opening, .receiving, .committing, .committingDetached, .modifying:
             preconditionFailure("digest computed in state \(self.state)")
         }
     }
@@ -506,8 +566,20 @@ public struct UploadReceiverStateMachine: Sendable {
                 resumedFrom: receiving.resumedFrom
             )
             return .saved(saved, progress: receiving.progress(size))
+        case .committingDetached(let receiving, let size, let sha256, let claimed):
+            // Saved, but the client is gone or failed meanwhile: the file is in the directory, so it is reported.
+            self.state = claimed ? .finished(claimed: true) : .closed
+            let saved = Saved(
+                upload: receiving.offer.id,
+                name: name,
+                path: path,
+                bytes: size,
+                sha256: sha256,
+                resumedFrom: receiving.resumedFrom
+            )
+            return .savedDetached(saved, progress: receiving.progress(size))
         case .closed, .finished:
-            // Saved, but the client is gone or failed meanwhile: a rerun uploads it again under a new name.
+            // Answered after a save or a failure already ended the upload: nothing more to report.
             return .none
         case .awaitingOffer, .claiming, .opening, .receiving, .verifying, .modifying:
             preconditionFailure("upload committed in state \(self.state)")
@@ -520,6 +592,10 @@ public struct UploadReceiverStateMachine: Sendable {
         case .committing:
             self.state = .finished(claimed: true)
             return .fail(code, message)
+        case .committingDetached(_, _, _, let claimed):
+            // Nothing was saved, and nobody is left to tell: the partial upload stays for a resume.
+            self.state = claimed ? .finished(claimed: true) : .closed
+            return .none
         case .closed, .finished:
             return .none
         case .awaitingOffer, .claiming, .opening, .receiving, .verifying, .modifying:
@@ -527,9 +603,16 @@ public struct UploadReceiverStateMachine: Sendable {
         }
     }
 
-    // MARK: Close
+    // MARK: Unexpected messages, close
 
-    /// The connection closed (or failed): whatever was claimed is released.
+    /// A message of type `typeName` arrived that has no place in an upload (anything but offer, block and finish).
+    public mutating func unexpectedMessage(_ typeName: String) -> UnexpectedAction {
+        self.markFailed()
+        return .fail(.protocolError, "unexpected \(typeName) message during an upload")
+    }
+
+    /// The connection closed (or failed): whatever was claimed is released. During a commit the release is queued
+    /// behind it, and the commit's outcome is still reported.
     public mutating func connectionClosed() -> CloseAction {
         let wasClaimed: Bool
         switch self.state {
@@ -537,7 +620,13 @@ public struct UploadReceiverStateMachine: Sendable {
             wasClaimed = false
         case .finished(let claimed):
             wasClaimed = claimed
-        case .claiming, .opening, .receiving, .verifying, .committing:
+        case .committing(let receiving, let size, let sha256):
+            self.state = .committingDetached(receiving, size: size, sha256: sha256, claimed: false)
+            return .release
+        case .committingDetached(let receiving, let size, let sha256, let claimed):
+            self.state = .committingDetached(receiving, size: size, sha256: sha256, claimed: false)
+            return claimed ? .release : .none
+        case .claiming, .opening, .receiving, .verifying:
             wasClaimed = true
         case .modifying:
             preconditionFailure("connection closed in state \(self.state)")
@@ -546,9 +635,17 @@ public struct UploadReceiverStateMachine: Sendable {
         return wasClaimed ? .release : .none
     }
 
-    /// Ends the upload with an error; the claim (if any) is released when the connection closes.
+    /// Ends the upload with an error; the claim (if any) is released when the connection closes. A commit under
+    /// way goes on, and its outcome is still reported.
     private mutating func markFailed() {
-        self.state = .finished(claimed: self.isClaimed)
+        switch self.state {
+        case .committing(let receiving, let size, let sha256):
+            self.state = .committingDetached(receiving, size: size, sha256: sha256, claimed: true)
+        case .committingDetached, .closed:
+            break
+        case .awaitingOffer, .claiming, .opening, .receiving, .verifying, .finished, .modifying:
+            self.state = .finished(claimed: self.isClaimed)
+        }
     }
 
     /// Whether the current state holds a claim.
@@ -556,6 +653,7 @@ public struct UploadReceiverStateMachine: Sendable {
         switch self.state {
         case .awaitingOffer, .closed: return false
         case .finished(let claimed): return claimed
+        case .committingDetached(_, _, _, let claimed): return claimed
         case .claiming, .opening, .receiving, .verifying, .committing, .modifying: return true
         }
     }

@@ -36,11 +36,22 @@ final class LocalPartialUpload: PartialUpload {
             let got = pread(self.fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
             if got < 0 && errno == EINTR { continue }
             guard got > 0 else {
-                throw LocalUploadStore.storageError(got < 0 ? errno : EIO, "read back \(self.offer.name)")
+                // The data ends early (a read error, a file cut behind our back): what was read is all there is.
+                try self.cutBack(to: offset + UInt64(done))
+                break
             }
             done += got
         }
         return done
+    }
+
+    /// Forgets the verified bytes from `end` on and truncates the data there, so that a resume starts from `end`.
+    private func cutBack(to end: UInt64) throws(XferError) {
+        guard ftruncate(self.fd, off_t(end)) == 0 else {
+            throw LocalUploadStore.storageError(errno, "truncate the partial file of \(self.offer.name)")
+        }
+        self.verifiedOffset = end
+        self.droppedOffset = min(self.droppedOffset, end)
     }
 
     func append(_ bytes: UnsafeRawBufferPointer) throws(XferError) {

@@ -11,9 +11,10 @@ import Glibc
 ///
 /// Ownership has two layers. Within the process, `UploadClaims` lets a newer connection take an upload over.
 /// Across processes (several `xfer serve` on one `--dir`), whoever writes an upload holds `flock(LOCK_EX)` on its
-/// `.part` file: a second server waits a little, then refuses the offer with `busy`. flock locks belong to the open
-/// file description, so they also keep two stores of one process apart; a POSIX `lockf`/`F_SETLK` lock would be
-/// lost silently when any code of the process closed another descriptor of the same file (NOTES.md).
+/// `.part` file: a second server's `open` throws `busy` (at once by default; its upload receiver tries again for a
+/// while without holding a thread, then refuses the offer). flock locks belong to the open file description, so
+/// they also keep two stores of one process apart; a POSIX `lockf`/`F_SETLK` lock would be lost silently when any
+/// code of the process closed another descriptor of the same file (NOTES.md).
 public final class LocalUploadStore: UploadStore {
     /// The directory files are saved into (absolute).
     public let directory: String
@@ -21,12 +22,14 @@ public final class LocalUploadStore: UploadStore {
     public let partialDirectory: String
     /// Largest upload accepted, in bytes.
     public let maxFileSize: UInt64
-    /// How long `open` waits for another process to let go of an upload before it throws `busy`, in seconds.
+    /// How long `open` blocks, waiting for another process to let go of an upload, before it throws `busy`, in
+    /// seconds. 0 (the server's choice) throws at once: `UploadReceiver` tries again on a timer instead, so that a
+    /// waiting offer holds no thread.
     public let lockWait: Double
     private let claims = UploadClaims()
 
-    /// A store saving into `directory`; `lockWait` defaults to 2 s, about what a client waits for an answer anyway.
-    public init(directory: String, maxFileSize: UInt64, lockWait: Double = 2) {
+    /// A store saving into `directory`; by default `open` does not wait for a busy upload (`lockWait` 0).
+    public init(directory: String, maxFileSize: UInt64, lockWait: Double = 0) {
         self.directory = directory
         self.partialDirectory = directory + "/.xfer-partial"
         self.maxFileSize = maxFileSize
@@ -77,8 +80,8 @@ public final class LocalUploadStore: UploadStore {
         return upload
     }
 
-    /// Opens `path` (created if missing) and takes its exclusive flock, waiting up to `lockWait` for another
-    /// process to let go. Returns the locked descriptor.
+    /// Opens `path` (created if missing) and takes its exclusive flock, waiting up to `lockWait` (if not 0) for
+    /// another process to let go. Returns the locked descriptor.
     private func lockPartFile(_ path: String, offer: UploadOffer) throws(XferError) -> Int32 {
         let deadline = Monotonic.now() + UInt64(max(0, self.lockWait) * 1e9)
         while true {
@@ -142,6 +145,7 @@ public final class LocalUploadStore: UploadStore {
             var info = stat()
             return lstat(path, &info) == 0 && now - Double(info.st_mtim.tv_sec) > seconds
         }
+        let sidecars = Set(names.filter { $0.hasSuffix(".json") })
         var removed = 0
         for name in names {
             let path = self.partialDirectory + "/" + name
@@ -155,7 +159,7 @@ public final class LocalUploadStore: UploadStore {
             } else if name.hasSuffix(".json.tmp") {
                 // Left over by a crash between two writes of a sidecar.
                 if isStale(path) { unlink(path) }
-            } else if name.hasSuffix(".part") && !names.contains(String(name.dropLast(5)) + ".json") {
+            } else if name.hasSuffix(".part") && !sidecars.contains(String(name.dropLast(5)) + ".json") {
                 // Left over by a crash before the first sidecar: nothing can resume from it.
                 if isStale(path) { Self.removeUnlocked(part: path, sidecar: nil) }
             }

@@ -94,7 +94,10 @@ final class UploadReceiver: @unchecked Sendable {
                 self.fail(code, message)
             }
         default:
-            self.fail(.protocolError, "unexpected \(message.typeName) message during an upload")
+            switch self.machine.unexpectedMessage(message.typeName) {
+            case .fail(let code, let message):
+                self.fail(code, message)
+            }
         }
     }
 
@@ -116,7 +119,16 @@ final class UploadReceiver: @unchecked Sendable {
     }
 
     private func claimReady() {
-        guard case .open(let offer) = self.machine.claimed(), let claim = self.claim else { return }
+        self.perform(self.machine.claimed())
+    }
+
+    /// The wait after a busy open is over.
+    private func openRetryDue() {
+        self.perform(self.machine.openRetryDue())
+    }
+
+    private func perform(_ action: UploadReceiverStateMachine.ClaimAction) {
+        guard case .open(let offer) = action, let claim = self.claim else { return }
         let store = self.server.store
         let work = self.work
         self.io.async {
@@ -134,19 +146,21 @@ final class UploadReceiver: @unchecked Sendable {
     }
 
     /// On the I/O queue: re-hashes the verified prefix of a resumed upload, so that the final SHA-256 covers the
-    /// whole file, and reads its last 32 KiB, the next block's compression dictionary.
+    /// whole file, and reads its last 32 KiB, the next block's compression dictionary. When the stored data ends
+    /// early, the store cuts the upload back to what it could read (`read` returns 0 there), and the client resumes
+    /// from that shorter offset.
     private static func readBack(_ upload: PartialUpload, into work: IOState) throws(XferError) {
         work.hasher = SHA256()
-        let end = upload.verifiedOffset
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
         var position: UInt64 = 0
-        while position < end {
+        while position < upload.verifiedOffset {
             let got = try upload.read(at: position, into: buffer)
-            guard got > 0 else { throw XferError(.storageFailed, "the partial upload ended early at \(position)") }
+            guard got > 0 else { break }
             work.hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
             position += UInt64(got)
         }
+        let end = upload.verifiedOffset
         let count = Int(min(UInt64(Self.dictionarySize), end))
         let tail = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
         let got = try upload.read(at: end - UInt64(count), into: tail)
@@ -158,6 +172,8 @@ final class UploadReceiver: @unchecked Sendable {
         switch result {
         case .success(let offset):
             action = self.machine.opened(offset: offset, now: Monotonic.now())
+        case .failure(let error) where error.code == .busy:
+            action = self.machine.openBusy(error.message, now: Monotonic.now())
         case .failure(let error):
             action = self.machine.openFailed(error.code, error.message)
         }
@@ -165,6 +181,9 @@ final class UploadReceiver: @unchecked Sendable {
         case .accept(let offset, let progress):
             self.send(.accept(offset: offset))
             self.report(progress)
+        case .retry(let after):
+            // A timer on the loop, not a sleep on the I/O queue: waiting for another server holds no thread.
+            self.loop.scheduleTask(in: .nanoseconds(Int64(after))) { self.openRetryDue() }
         case .fail(let code, let message):
             self.fail(code, message)
         case .none:
@@ -340,18 +359,11 @@ final class UploadReceiver: @unchecked Sendable {
         switch action {
         case .saved(let saved, let progress):
             self.report(progress)
-            self.emit(
-                .fileSaved(
-                    client: self.clientID,
-                    name: saved.name,
-                    path: saved.path,
-                    bytes: saved.bytes,
-                    sha256: Hex.encode(saved.sha256),
-                    upload: saved.upload,
-                    resumedFrom: saved.resumedFrom
-                )
-            )
+            self.emit(self.fileSavedEvent(saved))
             self.send(.saved(size: saved.bytes, sha256: saved.sha256, name: saved.name))
+        case .savedDetached(let saved, let progress):
+            // The connection's handler (and its emitter) may be gone: straight to the server's sink.
+            self.server.sink.emit([self.progressEvent(progress), self.fileSavedEvent(saved)])
         case .fail(let code, let message):
             self.fail(code, message)
         case .none:
@@ -362,14 +374,28 @@ final class UploadReceiver: @unchecked Sendable {
     // MARK: Events
 
     private func report(_ progress: UploadReceiverStateMachine.Progress) {
-        self.emit(
-            .progress(
-                name: progress.name,
-                bytes: progress.bytes,
-                total: progress.total,
-                client: self.clientID,
-                upload: progress.upload
-            )
+        self.emit(self.progressEvent(progress))
+    }
+
+    private func progressEvent(_ progress: UploadReceiverStateMachine.Progress) -> Event {
+        .progress(
+            name: progress.name,
+            bytes: progress.bytes,
+            total: progress.total,
+            client: self.clientID,
+            upload: progress.upload
+        )
+    }
+
+    private func fileSavedEvent(_ saved: UploadReceiverStateMachine.Saved) -> Event {
+        .fileSaved(
+            client: self.clientID,
+            name: saved.name,
+            path: saved.path,
+            bytes: saved.bytes,
+            sha256: Hex.encode(saved.sha256),
+            upload: saved.upload,
+            resumedFrom: saved.resumedFrom
         )
     }
 

@@ -35,8 +35,9 @@ public protocol UploadStore: Sendable {
 
     /// Opens (or resumes) the partial upload for `offer` under `claim`. Blocking.
     ///
-    /// Throws `busy` when another server process writes this upload and does not let go within a short wait,
-    /// `superseded` when `claim` is stale, `storage_failed` or `disk_full` when the files cannot be opened.
+    /// Throws `busy` when another server process writes this upload (the caller tries again a little later: `open`
+    /// need not wait), `superseded` when `claim` is stale, `storage_failed` or `disk_full` when the files cannot be
+    /// opened.
     func open(_ offer: UploadOffer, claim: UploadClaim) throws(XferError) -> PartialUpload
 
     /// Lets go of `claim`, after its partial upload was closed, committed or discarded (or never opened). A newer
@@ -54,6 +55,8 @@ public protocol PartialUpload: AnyObject {
     var verifiedOffset: UInt64 { get }
     /// Reads verified bytes from `offset` into `buffer` (never past `verifiedOffset`); returns how many it read.
     /// A resume re-hashes the verified prefix this way, and reads the next block's compression dictionary.
+    /// When the stored data ends early (a read error, data cut behind the store's back), the upload is cut back to
+    /// what could be read: `verifiedOffset` becomes the end of it, and a read there returns 0.
     func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(XferError) -> Int
     /// Appends verified `bytes` at `verifiedOffset`. Only verified bytes reach the partial data, so its length is
     /// the offset a resume starts from (rounded down to a block). Throws `superseded` once the claim is stale.

@@ -148,6 +148,44 @@ import XferProtocol
         #expect(machine.connectionClosed() == .release)
     }
 
+    /// Another server process writes the upload: the open is tried again every 25 ms, without holding a thread,
+    /// until 2 s after the first refusal; then the offer fails with `busy`.
+    @Test func aBusyUploadIsTriedAgainUntilTheWaitRunsOut() throws {
+        var machine = Machine(limits: Self.limits)
+        _ = machine.offerReceived(Self.fields())
+        _ = machine.claimed()
+        let message = "another xfer server on this --dir is writing upload x right now"
+        let start = 5 * Self.second
+        #expect(machine.openBusy(message, now: start) == .retry(after: 25_000_000))
+        #expect(machine.openRetryDue() == .open(try Self.offer()))
+        #expect(machine.openBusy(message, now: start + Self.second) == .retry(after: 25_000_000))
+        #expect(machine.openRetryDue() == .open(try Self.offer()))
+        #expect(machine.openBusy(message, now: start + 2 * Self.second) == .fail(.busy, message))
+        #expect(machine.connectionClosed() == .release)
+    }
+
+    /// The other server lets go within the wait: the retried open succeeds and the upload is accepted.
+    @Test func aBusyUploadThatIsFreedInTimeIsAccepted() throws {
+        var machine = Machine(limits: Self.limits)
+        _ = machine.offerReceived(Self.fields())
+        _ = machine.claimed()
+        #expect(machine.openBusy("busy", now: 0) == .retry(after: 25_000_000))
+        #expect(machine.openRetryDue() == .open(try Self.offer()))
+        let progress = Machine.Progress(upload: Self.id, name: "data.bin", bytes: 4096, total: 4 * 4096)
+        #expect(machine.opened(offset: 4096, now: Self.second) == .accept(offset: 4096, progress: progress))
+    }
+
+    /// The client leaves while a busy open waits for its next try: the retry does nothing.
+    @Test func aConnectionClosedDuringABusyWaitCancelsTheRetry() {
+        var machine = Machine(limits: Self.limits)
+        _ = machine.offerReceived(Self.fields())
+        _ = machine.claimed()
+        #expect(machine.openBusy("busy", now: 0) == .retry(after: 25_000_000))
+        #expect(machine.connectionClosed() == .release)
+        #expect(machine.openRetryDue() == .none)
+        #expect(machine.openBusy("busy", now: 0) == .none)
+    }
+
     // MARK: Resume
 
     /// A connection cut after any number of blocks: the next connection resumes where the store says.
@@ -406,6 +444,92 @@ import XferProtocol
         #expect(machine.connectionClosed() == .release)
     }
 
+    /// A machine whose upload of one block passed its digest check: the store is committing it.
+    static func committing() throws -> Machine {
+        var machine = try Self.accepted(size: 4096)
+        _ = Self.write(&machine, at: 0)
+        let sha = [UInt8](repeating: 7, count: 32)
+        _ = machine.finishReceived(size: 4096, sha256: sha)
+        #expect(machine.verified(digest: sha, verifiedBytes: 4096) == .commit)
+        return machine
+    }
+
+    /// What `committed` reports for the upload of `committing()`.
+    static let savedOneBlock = (
+        Machine.Saved(
+            upload: id,
+            name: "data.bin",
+            path: "/srv/data.bin",
+            bytes: 4096,
+            sha256: [UInt8](repeating: 7, count: 32),
+            resumedFrom: 0
+        ),
+        Machine.Progress(upload: id, name: "data.bin", bytes: 4096, total: 4096)
+    )
+
+    /// The client vanishes while the store flushes and links the file: the file is in the directory, so it is
+    /// still reported (`file_saved`, without a `saved` to a gone client); the claim is released behind the commit.
+    @Test func aConnectionClosedDuringTheCommitStillReportsTheSavedFile() throws {
+        var machine = try Self.committing()
+        #expect(machine.connectionClosed() == .release)
+        let (saved, progress) = Self.savedOneBlock
+        #expect(
+            machine.committed(name: "data.bin", path: "/srv/data.bin") == .savedDetached(saved, progress: progress)
+        )
+        #expect(machine.connectionClosed() == .none)
+        #expect(machine.blockReceived(offset: 4096, rawLength: 4096) == .drop)
+    }
+
+    /// A client that sends another finish or an offer during the commit fails, but the file it saved is reported,
+    /// and the claim is released once, when the connection closes.
+    @Test func aBadMessageDuringTheCommitStillReportsTheSavedFile() throws {
+        let (saved, progress) = Self.savedOneBlock
+        var finishAgain = try Self.committing()
+        #expect(
+            finishAgain.finishReceived(size: 4096, sha256: [])
+                == .fail(.protocolError, "unexpected finish message during an upload")
+        )
+        #expect(
+            finishAgain.committed(name: "data.bin", path: "/srv/data.bin") == .savedDetached(saved, progress: progress)
+        )
+        #expect(finishAgain.connectionClosed() == .release)
+
+        var offerAgain = try Self.committing()
+        #expect(
+            offerAgain.offerReceived(Self.fields())
+                == .fail(.protocolError, "unexpected offer message during an upload")
+        )
+        #expect(offerAgain.connectionClosed() == .release)
+        #expect(offerAgain.connectionClosed() == .none)
+        #expect(
+            offerAgain.committed(name: "data.bin", path: "/srv/data.bin") == .savedDetached(saved, progress: progress)
+        )
+        #expect(offerAgain.connectionClosed() == .none)
+    }
+
+    /// A commit that fails after the client left reports nothing (nobody to tell); the partial stays for a resume.
+    @Test func aCommitFailingAfterTheCloseReportsNothing() throws {
+        var machine = try Self.committing()
+        #expect(machine.connectionClosed() == .release)
+        #expect(machine.commitFailed(.diskFull, "no space") == .none)
+        #expect(machine.connectionClosed() == .none)
+    }
+
+    /// Any other message type inside an upload (a text, a ping-like control) fails it with `protocol_error`.
+    @Test func anUnexpectedMessageFailsTheUpload() throws {
+        var machine = try Self.accepted()
+        #expect(machine.unexpectedMessage("text") == .fail(.protocolError, "unexpected text message during an upload"))
+        #expect(machine.blockReceived(offset: 0, rawLength: 4096) == .drop)
+        #expect(machine.connectionClosed() == .release)
+
+        var committing = try Self.committing()
+        _ = committing.unexpectedMessage("text")
+        guard case .savedDetached = committing.committed(name: "data.bin", path: "/srv/data.bin") else {
+            Issue.record("a file saved after an unexpected message was not reported")
+            return
+        }
+    }
+
     @Test func aConnectionClosedWhileVerifyingIgnoresTheDigest() throws {
         var machine = try Self.accepted(size: 4096)
         _ = Self.write(&machine, at: 0)
@@ -434,7 +558,10 @@ import XferProtocol
             committing.finishReceived(size: 4096, sha256: [])
                 == .fail(.protocolError, "unexpected finish message during an upload")
         )
-        #expect(committing.committed(name: "data.bin", path: "/srv/data.bin") == .none)
+        guard case .savedDetached = committing.committed(name: "data.bin", path: "/srv/data.bin") else {
+            Issue.record("a file saved after a bad message was not reported")
+            return
+        }
         #expect(committing.commitFailed(.storageFailed, "late") == .none)
         #expect(committing.connectionClosed() == .release)
     }

@@ -174,4 +174,62 @@ struct UploadStoreTests {
         #expect(self.store.sweep(olderThan: -1) == 1)
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(self.directory)/.xfer-partial").isEmpty)
     }
+
+    /// The partial data turns out shorter than the store trusted (a read error, a file cut behind its back) while
+    /// a resume re-reads it: the upload is cut back to what could be read, and the client resumes from there.
+    @Test func aPartialThatEndsEarlyIsCutBackToWhatCouldBeRead() throws {
+        let offer = self.offer(size: 3 * 4096)
+        var hasher = SHA256()
+        let upload = try self.open(offer, hasher: &hasher)
+        try self.append(upload, [UInt8](repeating: 5, count: 3 * 4096))
+        #expect(truncate("\(self.directory)/.xfer-partial/\(offer.id).part", 6000) == 0)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        #expect(try upload.read(at: 0, into: buffer) == 6000)
+        #expect(upload.verifiedOffset == 6000)
+        #expect(try upload.read(at: 6000, into: buffer) == 0)
+        try self.append(upload, [UInt8](repeating: 6, count: 3 * 4096 - 6000))
+        let saved = try upload.commit()
+        let bytes = try #require(FileManager.default.contents(atPath: saved.path))
+        #expect(Array(bytes) == [UInt8](repeating: 5, count: 6000) + [UInt8](repeating: 6, count: 3 * 4096 - 6000))
+    }
+
+    /// Another server process writes the upload: `open` refuses with `busy` at once instead of holding the
+    /// connection's I/O thread while it waits (the receiver tries again on a timer).
+    @Test func aBusyUploadIsRefusedAtOnceWithoutBlocking() throws {
+        let offer = self.offer()
+        var hasher = SHA256()
+        let holder = try self.open(offer, hasher: &hasher)
+        let other = LocalUploadStore(directory: self.directory, maxFileSize: 1 << 20)
+        let claim = other.claim(offer.id, requestRelease: {}, whenReady: {})
+        let start = Monotonic.now()
+        var code: XferError.Code?
+        do {
+            _ = try other.open(offer, claim: claim)
+        } catch {
+            code = error.code
+        }
+        #expect(code == .busy)
+        #expect(Monotonic.now() - start < 200_000_000, "open waited for the lock")
+        holder.close()
+        other.release(claim)
+    }
+
+    /// Orphaned `.part` files (no sidecar) and idle uploads are swept; many of them are swept in one pass.
+    @Test func theSweepRemovesOrphanedPartsAndIdleUploadsAmongMany() throws {
+        let partial = "\(self.directory)/.xfer-partial"
+        try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: true)
+        let old = Date(timeIntervalSinceNow: -30 * 86400)
+        for index in 0..<200 {
+            let id = String(format: "%032x", index)
+            let names = index % 2 == 0 ? ["\(id).part"] : ["\(id).part", "\(id).json"]
+            for name in names {
+                let path = "\(partial)/\(name)"
+                #expect(FileManager.default.createFile(atPath: path, contents: Data([1])))
+                try FileManager.default.setAttributes([.modificationDate: old], ofItemAtPath: path)
+            }
+        }
+        #expect(self.store.sweep(olderThan: 86400) == 100)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: partial).isEmpty)
+    }
 }
