@@ -16,12 +16,11 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
     private let role: ClientRole
     private let sink: EventSink
     private let outcome: OutcomeSlot
-    private var heartbeat: Heartbeat
+    private let heartbeat: HeartbeatTimer
     private var context: ChannelHandlerContext?
     private var connection: ClientConnection?
     private var welcomed = false
     private var pendingEvents: [Event] = []
-    private var pingTimer: Scheduled<Void>?
     private var welcomeTimer: Scheduled<Void>?
     private var closeTimer: Scheduled<Void>?
     private var fragments: FragmentReassembler
@@ -38,17 +37,16 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
         self.sink = sink
         self.outcome = outcome
         self.fragments = FragmentReassembler(maxMessageBytes: configuration.maxFrameSize)
-        self.heartbeat = Heartbeat(
+        self.heartbeat = HeartbeatTimer(
             intervalSeconds: configuration.pingInterval,
-            timeoutSeconds: configuration.pingTimeout,
-            now: Monotonic.now()
+            timeoutSeconds: configuration.pingTimeout
         )
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         self.connection = ClientConnection(context: context, handler: self)
-        self.heartbeat.frameReceived(now: Monotonic.now())
+        self.heartbeat.frameReceived()
         self.connection?.writeControl(.hello(self.configuration.hello.fields))
         context.flush()
         let loop = context.eventLoop.assumeIsolated()
@@ -60,44 +58,38 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
                 )
             )
         }
-        self.schedulePing()
+        self.heartbeat.start(
+            on: context.eventLoop,
+            ping: { payload in self.sendPing(payload) },
+            timedOut: { silent in self.pingTimedOut(silent) }
+        )
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
-        self.pingTimer?.cancel()
+        self.heartbeat.cancel()
         self.welcomeTimer?.cancel()
         self.closeTimer?.cancel()
         self.connection = nil
         self.context = nil
     }
 
-    private func schedulePing() {
+    private func sendPing(_ payload: [UInt8]) {
         guard let context = self.context else { return }
-        self.pingTimer = context.eventLoop.assumeIsolated().scheduleTask(
-            in: .nanoseconds(Int64(self.heartbeat.intervalNanos))
-        ) {
-            self.pingTick()
-        }
+        var buffer = context.channel.allocator.buffer(capacity: 8)
+        buffer.writeBytes(payload)
+        self.write(WebSocketFrame(fin: true, opcode: .ping, maskKey: .random(), data: buffer), flush: true)
     }
 
-    private func pingTick() {
+    private func pingTimedOut(_ silent: UInt64) {
         guard let context = self.context else { return }
-        switch self.heartbeat.tick(now: Monotonic.now()) {
-        case .sendPing(let payload):
-            var buffer = context.channel.allocator.buffer(capacity: 8)
-            buffer.writeBytes(payload)
-            self.write(WebSocketFrame(fin: true, opcode: .ping, maskKey: .random(), data: buffer), flush: true)
-            self.schedulePing()
-        case .timedOut(let silent):
-            self.failure =
-                self.failure
-                ?? XferError(
-                    .timeout,
-                    "no frame from \(self.configuration.server) for \(Int(Double(silent) / 1e9)) s (ping timeout \(self.configuration.pingTimeout) s)"
-                )
-            self.disconnectReason = "timeout"
-            context.close(promise: nil)
-        }
+        self.failure =
+            self.failure
+            ?? XferError(
+                .timeout,
+                "no frame from \(self.configuration.server) for \(Int(Double(silent) / 1e9)) s (ping timeout \(self.configuration.pingTimeout) s)"
+            )
+        self.disconnectReason = "timeout"
+        context.close(promise: nil)
     }
 
     /// The handler next to the socket (or next to TLS, for `wss://`), through which pre-built frames are written.
@@ -141,7 +133,7 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)
-        self.heartbeat.frameReceived(now: Monotonic.now())
+        self.heartbeat.frameReceived()
         switch frame.opcode {
         case .text, .binary, .continuation:
             switch self.fragments.receive(opcode: frame.opcode, fin: frame.fin, data: frame.unmaskedData) {
@@ -297,7 +289,7 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
 
     public func channelInactive(context: ChannelHandlerContext) {
         if let connection = self.connection { self.role.ended(connection: connection) }
-        self.pingTimer?.cancel()
+        self.heartbeat.cancel()
         self.welcomeTimer?.cancel()
         self.closeTimer?.cancel()
         let result: ClientOutcome

@@ -18,9 +18,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private let clientID: Int
     private let peer: String
     private let handshakeDeadline: NIODeadline
-    private var heartbeat: Heartbeat
+    private let heartbeat: HeartbeatTimer
     private var context: ChannelHandlerContext?
-    private var pingTimer: Scheduled<Void>?
     private var handshakeTimer: Scheduled<Void>?
     private var closeTimer: Scheduled<Void>?
     private var fragments: FragmentReassembler
@@ -45,10 +44,9 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         self.peer = peer
         self.handshakeDeadline = handshakeDeadline
         self.fragments = FragmentReassembler(maxMessageBytes: server.configuration.maxTextBytes)
-        self.heartbeat = Heartbeat(
+        self.heartbeat = HeartbeatTimer(
             intervalSeconds: server.configuration.pingInterval,
-            timeoutSeconds: server.configuration.pingTimeout,
-            now: Monotonic.now()
+            timeoutSeconds: server.configuration.pingTimeout
         )
     }
 
@@ -58,7 +56,11 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         self.handshakeTimer = loop.scheduleTask(deadline: self.handshakeDeadline) {
             self.handshakeTimedOut()
         }
-        self.schedulePing()
+        self.heartbeat.start(
+            on: context.eventLoop,
+            ping: { payload in self.sendPing(payload) },
+            timedOut: { silent in self.pingTimedOut(silent) }
+        )
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -67,38 +69,29 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     private func cancelTimers() {
-        self.pingTimer?.cancel()
+        self.heartbeat.cancel()
         self.handshakeTimer?.cancel()
         self.closeTimer?.cancel()
     }
 
-    private func schedulePing() {
+    private func sendPing(_ payload: [UInt8]) {
         guard let context = self.context else { return }
-        let interval = TimeAmount.nanoseconds(Int64(self.heartbeat.intervalNanos))
-        self.pingTimer = context.eventLoop.assumeIsolated().scheduleTask(in: interval) {
-            self.pingTick()
-        }
+        var buffer = context.channel.allocator.buffer(capacity: 8)
+        buffer.writeBytes(payload)
+        context.writeAndFlush(
+            self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: buffer)),
+            promise: nil
+        )
     }
 
-    private func pingTick() {
+    private func pingTimedOut(_ silent: UInt64) {
         guard let context = self.context else { return }
-        switch self.heartbeat.tick(now: Monotonic.now()) {
-        case .sendPing(let payload):
-            var buffer = context.channel.allocator.buffer(capacity: 8)
-            buffer.writeBytes(payload)
-            context.writeAndFlush(
-                self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: buffer)),
-                promise: nil
-            )
-            self.schedulePing()
-        case .timedOut(let silent):
-            let seconds = Double(silent) / 1e9
-            self.endReason = (
-                "timeout", nil, "no frame from client for \(String(format: "%.1f", seconds)) s (ping timeout)"
-            )
-            // A peer that stopped reading cannot take part in a closing handshake: drop the socket at once.
-            context.close(promise: nil)
-        }
+        let seconds = Double(silent) / 1e9
+        self.endReason = (
+            "timeout", nil, "no frame from client for \(String(format: "%.1f", seconds)) s (ping timeout)"
+        )
+        // A peer that stopped reading cannot take part in a closing handshake: drop the socket at once.
+        context.close(promise: nil)
     }
 
     private func handshakeTimedOut() {
@@ -112,7 +105,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         self.inRead = true
         let frame = self.unwrapInboundIn(data)
-        self.heartbeat.frameReceived(now: Monotonic.now())
+        self.heartbeat.frameReceived()
         switch frame.opcode {
         case .text, .binary, .continuation:
             switch self.fragments.receive(opcode: frame.opcode, fin: frame.fin, data: self.unmasked(frame)) {

@@ -41,8 +41,10 @@ import XferEvents
         )
         let port = try await server.start()
         // The first connection flips a byte inside the second block (random data travels raw, 1 MiB a block),
-        // then is cut in the sixth block; the second connection is clean.
-        let proxy = InProcessFaultProxy(faults: [.init(flipAt: 1_600_000, cutAfter: 5_500_000)])
+        // then is cut once the client sent 6 MB. With a window of 2 blocks the client sends at most 3 blocks
+        // before it hears that the second was refused, so the cut always falls in the resend, after the nack.
+        // The second connection is clean.
+        let proxy = InProcessFaultProxy(faults: [.init(flipAt: 1_600_000, cutAfter: 6_000_000)])
         let proxyPort = try await proxy.start(targetPort: port)
 
         let sourcePath = base + "/data.bin"
@@ -52,7 +54,7 @@ import XferEvents
         let job = UploadJob(
             source: try UploadSource(path: sourcePath),
             name: "data.bin",
-            settings: UploadSettings(),
+            settings: UploadSettings(window: 2),
             loop: group.next(),
             sink: clientEvents,
             showProgress: false
