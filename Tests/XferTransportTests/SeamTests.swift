@@ -272,13 +272,14 @@ final class DeferredMessageRouter: MessageRouter, @unchecked Sendable {
         let stopped = StopFlag()
         var sessions = 0
         let failure = await ReconnectLoop.run(
-            policy: ReconnectPolicy(base: 5, cap: 5, maxRetries: nil),
+            policy: ReconnectPolicy(base: 60, cap: 60, maxRetries: nil),
             sink: sink,
             isStopped: { stopped.value.load(ordering: .relaxed) },
             session: {
                 sessions += 1
-                Task {
-                    try? await Task.sleep(nanoseconds: 100_000_000)
+                // A thread of its own, like the signal handler that stops `xfer listen`: the wait is 30-60 s.
+                Thread.detachNewThread {
+                    usleep(100_000)
                     stopped.value.store(true, ordering: .relaxed)
                 }
                 return .failed(XferError(.connectionLost, "cut"), afterWelcome: false)
