@@ -120,6 +120,10 @@ public final class UploadJob: @unchecked Sendable {
     public var savedName: String? { self.machine.savedName }
     /// Set when the upload failed in a way a reconnect cannot fix.
     public var fatalError: XferError? { self.machine.failure }
+    /// Where the upload stands after a session ended with `failure` (nil: a normal close); on the loop.
+    public func sessionEnded(failure: XferError?, afterWelcome: Bool) -> UploadSenderStateMachine.SessionVerdict {
+        self.machine.sessionEnded(failure: failure, afterWelcome: afterWelcome, name: self.name)
+    }
     /// Bytes encoded on the wire and raw bytes they carried (for the compression figures).
     public private(set) var wireBytes: UInt64 = 0
     public private(set) var rawBytesSent: UInt64 = 0

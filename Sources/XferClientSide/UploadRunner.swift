@@ -23,32 +23,35 @@ public enum UploadRunner {
             } catch {
                 return .failed(XferError(.internalError, "\(error)"), afterWelcome: false)
             }
-            let (saved, fatal, state) =
-                (try? await job.loop.submit { (job.savedName, job.fatalError, job.summary) }.get()) ?? (nil, nil, nil)
-            if let saved, let state {
+            let (failure, afterWelcome): (XferError?, Bool)
+            switch outcome {
+            case .finished: (failure, afterWelcome) = (nil, false)
+            case .failed(let error, let welcomed): (failure, afterWelcome) = (error, welcomed)
+            }
+            let verdict = try? await job.loop.submit {
+                (job.sessionEnded(failure: failure, afterWelcome: afterWelcome), job.summary)
+            }.get()
+            switch verdict {
+            case (.saved(let name), let summary?)?:
                 sink.emit(
                     .uploadStatus(
                         ok: true,
                         file: job.source.displayName,
-                        name: saved,
-                        bytes: state.bytes,
-                        sha256: state.sha256,
-                        path: saved,
-                        resumedFrom: state.resumedFrom,
+                        name: name,
+                        bytes: summary.bytes,
+                        sha256: summary.sha256,
+                        path: name,
+                        resumedFrom: summary.resumedFrom,
                         upload: job.id
                     )
                 )
                 return .done
-            }
-            if let fatal { return .fatal(fatal) }
-            switch outcome {
-            case .finished:
-                return .failed(
-                    XferError(.connectionLost, "the server closed the upload of \(job.name) before saving it"),
-                    afterWelcome: false
-                )
-            case .failed(let failure, let afterWelcome):
-                return .failed(failure, afterWelcome: afterWelcome)
+            case (.fatal(let error), _)?:
+                return .fatal(error)
+            case (.unfinished(let error, let welcomed), _)?:
+                return .failed(error, afterWelcome: welcomed)
+            case (.saved, nil)?, nil:
+                return .fatal(XferError(.internalError, "the upload of \(job.name) ended in an unknown state"))
             }
         }
         guard let failure else { return nil }

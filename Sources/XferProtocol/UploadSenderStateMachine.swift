@@ -212,6 +212,36 @@ public struct UploadSenderStateMachine: Sendable {
         return nil
     }
 
+    /// Where the upload stands once a session has ended, for the reconnect loop.
+    public enum SessionVerdict: Sendable {
+        /// The server saved the upload under `name`: nothing more to do.
+        case saved(name: String)
+        /// It failed in a way no other session can mend (a changed source, a digest the server disputes).
+        case fatal(XferError)
+        /// It is not finished: `error` says why this session ended; another session may go on with it.
+        case unfinished(XferError, afterWelcome: Bool)
+    }
+
+    /// A session carrying upload `name` ended, with `failure` or with a normal close (nil); `afterWelcome` says
+    /// whether its handshake had completed.
+    public func sessionEnded(failure: XferError?, afterWelcome: Bool, name: String) -> SessionVerdict {
+        switch self.state {
+        case .saved(let saved):
+            return .saved(name: saved)
+        case .failed(let error):
+            return .fatal(error)
+        case .detached, .offered, .accepted:
+            guard let failure else {
+                // A server that closes normally before `saved` has not saved it: worth another connection.
+                return .unfinished(
+                    XferError(.connectionLost, "the server closed the upload of \(name) before saving it"),
+                    afterWelcome: false
+                )
+            }
+            return .unfinished(failure, afterWelcome: afterWelcome)
+        }
+    }
+
     // MARK: Connection lifecycle
 
     /// A connection is ready to carry the upload.

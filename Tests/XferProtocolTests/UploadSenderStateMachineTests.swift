@@ -619,4 +619,49 @@ import XferProtocol
         #expect(error.code == .protocolError)
         #expect(harness.machine.failure == nil)
     }
+
+    @Test func aSessionEndLeavesTheUploadSavedFailedForGoodOrWorthAnotherSession() {
+        var harness = Harness(length: 8)
+        var server = Server()
+        harness.start()
+        let lost = XferError(.connectionLost, "cut")
+        guard
+            case .unfinished(let error, afterWelcome: true) = harness.machine.sessionEnded(
+                failure: lost,
+                afterWelcome: true,
+                name: "f"
+            )
+        else {
+            Issue.record("a cut upload is worth another session")
+            return
+        }
+        #expect(error.message == "cut")
+        // A normal close before `saved`: the server did not save it.
+        guard
+            case .unfinished(let closed, afterWelcome: false) = harness.machine.sessionEnded(
+                failure: nil,
+                afterWelcome: true,
+                name: "f"
+            )
+        else {
+            Issue.record("a close before saved is worth another session")
+            return
+        }
+        #expect(closed.code == .connectionLost)
+        #expect(closed.message.contains("f before saving it"))
+        Self.finishUpload(&harness, &server)
+        guard case .saved(name: "f") = harness.machine.sessionEnded(failure: nil, afterWelcome: true, name: "f") else {
+            Issue.record("a saved upload is done")
+            return
+        }
+
+        var changed = Harness(length: 40)
+        changed.start()
+        _ = changed.machine.readFailed(XferError(.inputUnreadable, "f changed"))
+        guard case .fatal(let fatal) = changed.machine.sessionEnded(failure: lost, afterWelcome: true, name: "f") else {
+            Issue.record("a changed source is not worth another session")
+            return
+        }
+        #expect(fatal.code == .inputUnreadable)
+    }
 }
