@@ -116,17 +116,10 @@ public final class UploadJob: @unchecked Sendable {
     /// Where the server resumed on the latest connection it accepted: what the server's `file_saved` reports for
     /// the connection that finished the upload.
     public var resumedFrom: UInt64? { self.machine.resumedFrom }
-    /// Set when the upload is saved: the server's name for it.
-    public var savedName: String? { self.machine.savedName }
-    /// Set when the upload failed in a way a reconnect cannot fix.
-    public var fatalError: XferError? { self.machine.failure }
     /// Where the upload stands after a session ended with `failure` (nil: a normal close); on the loop.
     public func sessionEnded(failure: XferError?, afterWelcome: Bool) -> UploadSenderStateMachine.SessionVerdict {
         self.machine.sessionEnded(failure: failure, afterWelcome: afterWelcome, name: self.name)
     }
-    /// Bytes encoded on the wire and raw bytes they carried (for the compression figures).
-    public private(set) var wireBytes: UInt64 = 0
-    public private(set) var rawBytesSent: UInt64 = 0
 
     /// A job uploading `source` as `name`.
     public init(
@@ -171,17 +164,16 @@ public final class UploadJob: @unchecked Sendable {
     /// Bytes the server has acknowledged as verified (kept for a resume when the upload fails).
     public var acknowledgedBytes: UInt64 { self.machine.acknowledgedBytes }
 
-    /// Whether the server saved the upload.
-    public var isSaved: Bool { self.savedName != nil }
-
-    /// The offer fields for this upload.
-    var offerFields: [String: String] {
-        var fields = [
-            "upload": self.id, "name": self.name, "block_size": String(self.settings.blockSize),
-            "kind": self.source.isSeekable ? "file" : "stream", "mtime": String(self.source.mtimeNanos),
-        ]
-        if let size = self.source.size { fields["size"] = String(size) }
-        return fields
+    /// The offer for this upload (the server checks it with the same type).
+    var offer: UploadOffer {
+        UploadOffer(
+            id: self.id,
+            name: self.name,
+            size: self.source.size,
+            blockSize: self.settings.blockSize,
+            mtime: String(self.source.mtimeNanos),
+            kind: self.source.isSeekable ? .file : .stream
+        )
     }
 
     // MARK: Connection lifecycle (on the loop)
@@ -190,7 +182,7 @@ public final class UploadJob: @unchecked Sendable {
         switch self.machine.connected() {
         case .sendOffer:
             self.connection = connection
-            connection.writeControl(.offer(self.offerFields))
+            connection.writeControl(.offer(self.offer.fields))
             connection.flush()
         case .fail(let error):
             connection.finish(error)
@@ -320,8 +312,6 @@ public final class UploadJob: @unchecked Sendable {
                     preconditionFailure("the machine sends block \(offset), which is not ready")
                 }
                 connection.writeRawFrame(block.frame)
-                self.wireBytes += UInt64(block.frame.readableBytes)
-                self.rawBytesSent += UInt64(block.rawLength)
                 self.inFlight.append(block)
                 wrote = true
             case .computeDigest:
