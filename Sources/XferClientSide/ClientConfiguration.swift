@@ -12,6 +12,8 @@ public struct ClientConfiguration: Sendable {
     public var role: ClientKind
     /// Listener name (`listen --name`), or nil.
     public var name: String?
+    /// Where a listener resumes (`listen --since`, or the last `seq` it printed before a reconnect), or nil.
+    public var resume: ResumePoint?
     /// Relay target for `send --to`, or nil.
     public var relayTo: String?
     /// Whether `send --all` relays to every listener.
@@ -64,7 +66,8 @@ public struct ClientConfiguration: Sendable {
             name: self.name,
             relayTo: self.relayTo,
             relayToAll: self.relayToAll,
-            client: "xfer/\(XferVersion.current)"
+            client: "xfer/\(XferVersion.current)",
+            resume: self.resume
         )
     }
 }

@@ -29,6 +29,8 @@ public enum EventKind: String, Sendable, CaseIterable {
     case retry
     /// Something failed: `code` (stable) and `message` (actionable).
     case error
+    /// A resuming listener's texts after `since` that are no longer held: `count`.
+    case missed
 }
 
 /// One event: a flat JSON object with `event` and `time` first, then its fields in a fixed order.
@@ -105,6 +107,14 @@ extension Event {
                 ("name", name.map(JSONScalar.string)), ("role", .string(role)),
                 ("protocol", .string(subprotocol ?? "plain")),
             ]
+        )
+    }
+
+    /// A resuming listener (named `name`) missed `count` texts after `since`: they are no longer held.
+    public static func missed(name: String?, since: UInt64, count: UInt64) -> Event {
+        Event(
+            .missed,
+            [("name", name.map(JSONScalar.string)), ("since", .int(Int64(since))), ("count", .int(Int64(count)))]
         )
     }
 

@@ -38,6 +38,8 @@ public struct Hello: Sendable, Equatable {
     public var relayToAll: Bool
     /// The client's software and version, e.g. `xfer/0.1.0`.
     public var client: String?
+    /// Where a reconnecting listener left off (wire fields `since` and `epoch`), if it wants to resume.
+    public var resume: ResumePoint?
 
     /// A hello with these fields.
     public init(
@@ -46,7 +48,8 @@ public struct Hello: Sendable, Equatable {
         name: String? = nil,
         relayTo: String? = nil,
         relayToAll: Bool = false,
-        client: String? = nil
+        client: String? = nil,
+        resume: ResumePoint? = nil
     ) {
         self.timezone = timezone
         self.role = role
@@ -54,6 +57,7 @@ public struct Hello: Sendable, Equatable {
         self.relayTo = relayTo
         self.relayToAll = relayToAll
         self.client = client
+        self.resume = resume
     }
 
     /// Reads and checks the wire fields: a missing role means `send` (the first protocol version had none); the
@@ -71,14 +75,30 @@ public struct Hello: Sendable, Equatable {
                 "listener name \"\(name.prefix(32))\" is not valid: use 1-128 letters, digits, '.', '_', '-', '@'"
             )
         }
+        var resume: ResumePoint?
+        if let sinceText = fields["since"] {
+            guard let since = Self.parseSequence(sinceText) else {
+                throw XferError(.protocolError, "since \"\(sinceText.prefix(32))\" in hello is not a sequence number")
+            }
+            resume = ResumePoint(since: since, epoch: fields["epoch"].flatMap { $0.isEmpty ? nil : $0 })
+        }
         self.init(
             timezone: zone,
             role: role,
             name: name,
             relayTo: fields["to"].flatMap { $0.isEmpty ? nil : $0 },
             relayToAll: fields["all"] == "1",
-            client: fields["client"]
+            client: fields["client"],
+            resume: resume
         )
+    }
+
+    /// A sequence number as the wire writes it: 1-20 ASCII digits that fit in 64 bits, nothing else.
+    public static func parseSequence(_ text: String) -> UInt64? {
+        let utf8 = text.utf8
+        guard (1...20).contains(utf8.count), utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
+        else { return nil }
+        return UInt64(text)
     }
 
     /// The wire fields of this hello.
@@ -88,6 +108,10 @@ public struct Hello: Sendable, Equatable {
         if let name = self.name { fields["name"] = name }
         if let to = self.relayTo { fields["to"] = to }
         if self.relayToAll { fields["all"] = "1" }
+        if let resume = self.resume {
+            fields["since"] = String(resume.since)
+            if let epoch = resume.epoch { fields["epoch"] = epoch }
+        }
         return fields
     }
 

@@ -63,15 +63,36 @@ public struct RoutingTable: Sendable {
         case deliver([Delivery], result: RelayResult)
     }
 
-    /// A text held for a name while its listeners are away.
+    /// What a joining receiver gets: the texts to replay to it, in `seq` order, and what it missed.
+    public struct Join: Sendable, Equatable {
+        /// Held texts (or, for a resume, every text after its point that is still held), in `seq` order.
+        public var deliveries: [Delivery]
+        /// For a resume: the texts after its point that are no longer held (`since`, `count`), if any.
+        public var missed: (since: UInt64, count: UInt64)?
+
+        /// A join result with these parts.
+        public init(deliveries: [Delivery], missed: (since: UInt64, count: UInt64)? = nil) {
+            self.deliveries = deliveries
+            self.missed = missed
+        }
+
+        public static func == (lhs: Join, rhs: Join) -> Bool {
+            lhs.deliveries == rhs.deliveries && lhs.missed?.since == rhs.missed?.since
+                && lhs.missed?.count == rhs.missed?.count
+        }
+    }
+
+    /// A text kept for a listener name: for a resume within the hold period, and, while `pending`, for the next
+    /// listener that joins the name (it was routed while no listener was there).
     struct HeldText: Sendable {
         var seq: UInt64
         var from: String
         var text: String
         var atNanos: UInt64
+        var pending: Bool
     }
 
-    /// One address: its next sequence number, the connections reading it, and what is held for it.
+    /// One address: its next sequence number, the connections reading it, and the texts kept for it.
     struct Address: Sendable {
         var nextSeq: UInt64 = 1
         var live: Set<Int> = []
@@ -86,6 +107,9 @@ public struct RoutingTable: Sendable {
     /// The address key of every receiving connection.
     private var members: [Int: String] = [:]
     private var addresses: [String: Address] = [:]
+    /// The next `seq` of names that were forgotten, so that a name used again continues its numbering and a
+    /// listener resuming under it never takes new texts for old ones (a few bytes per name ever used).
+    private var retiredSeqs: [String: UInt64] = [:]
 
     /// An empty table holding texts for `holdSeconds` and at most `maxHeldPerName` per name.
     public init(holdSeconds: Double, maxHeldPerName: Int) {
@@ -100,21 +124,59 @@ public struct RoutingTable: Sendable {
 
     /// A connection completed its handshake. Receivers (listeners, plain clients) join their address; the texts
     /// held for it are returned for delivery to this connection, in `seq` order.
-    public mutating func joined(client: Int, kind: ClientKind, name: String?, now: UInt64) -> [Delivery] {
-        guard kind.receivesTexts else { return [] }
+    ///
+    /// A fresh listener gets the texts routed to its name while no listener was there. A listener resuming after
+    /// `since` (a named one; the caller checked the epoch) gets every text after `since` that is still held, and
+    /// `missed` counts those that are not; a `since` past the name's last text means the numbering is not the
+    /// one it knew, and it joins as a fresh listener.
+    public mutating func joined(
+        client: Int,
+        kind: ClientKind,
+        name: String?,
+        since: UInt64? = nil,
+        now: UInt64
+    ) -> Join {
+        guard kind.receivesTexts else { return Join(deliveries: []) }
         let key = Self.addressKey(client: client, name: name)
         self.members[client] = key
-        var address = self.addresses[key] ?? Address()
+        var address = self.addresses[key] ?? self.newAddress(key)
         address.live.insert(client)
         address.lastSeenNanos = now
         self.dropExpired(&address, now: now)
-        var deliveries: [Delivery] = []
-        deliveries.reserveCapacity(address.held.count)
-        while let held = address.held.popFirst() {
-            deliveries.append(Delivery(client: client, seq: held.seq, from: held.from, text: held.text))
+        var join = Join(deliveries: [])
+        let lastSeq = address.nextSeq - 1
+        if let since, name != nil, since <= lastSeq {
+            let oldest = address.held.first?.seq ?? address.nextSeq
+            if oldest > since + 1 {
+                join.missed = (since, min(oldest - since - 1, lastSeq - since))
+            }
+            for index in address.held.indices {
+                // Texts up to `since` were printed by this listener: no longer pending for anyone.
+                address.held[index].pending = false
+                let held = address.held[index]
+                guard held.seq > since else { continue }
+                join.deliveries.append(Delivery(client: client, seq: held.seq, from: held.from, text: held.text))
+            }
+        } else {
+            for index in address.held.indices where address.held[index].pending {
+                address.held[index].pending = false
+                let held = address.held[index]
+                join.deliveries.append(Delivery(client: client, seq: held.seq, from: held.from, text: held.text))
+            }
         }
         self.addresses[key] = address
-        return deliveries
+        return join
+    }
+
+    private mutating func newAddress(_ key: String) -> Address {
+        var address = Address()
+        if let next = self.retiredSeqs.removeValue(forKey: key) { address.nextSeq = next }
+        return address
+    }
+
+    private mutating func forget(_ key: String, _ address: Address) {
+        self.addresses[key] = nil
+        if !key.hasPrefix("#") { self.retiredSeqs[key] = address.nextSeq }
     }
 
     /// A connection ended; its name is remembered for `holdNanos`.
@@ -167,7 +229,7 @@ public struct RoutingTable: Sendable {
     ) -> RelayResult {
         guard var address = self.addresses[key] else { return RelayResult(delivered: 0, held: 0) }
         if address.live.isEmpty && now &- address.lastSeenNanos > self.holdNanos {
-            self.addresses[key] = nil
+            self.forget(key, address)
             return RelayResult(delivered: 0, held: 0)
         }
         let seq = address.nextSeq
@@ -176,13 +238,16 @@ public struct RoutingTable: Sendable {
             deliveries.append(Delivery(client: id, seq: seq, from: from, text: text))
         }
         var held = 0
-        if address.live.isEmpty {
+        if !key.hasPrefix("#") {
+            // Named addresses keep every text for the hold period, so that a listener can resume after its seq.
             self.dropExpired(&address, now: now)
-            address.held.append(HeldText(seq: seq, from: from, text: text, atNanos: now))
+            address.held.append(
+                HeldText(seq: seq, from: from, text: text, atNanos: now, pending: address.live.isEmpty)
+            )
             while address.held.count > self.maxHeldPerName {
                 address.held.removeFirst()
             }
-            held = 1
+            held = address.live.isEmpty ? 1 : 0
         }
         self.addresses[key] = address
         return RelayResult(delivered: address.live.count, held: held)
@@ -194,8 +259,8 @@ public struct RoutingTable: Sendable {
         }
     }
 
-    /// Texts held for `name` right now (for tests and the `clients` listing).
+    /// Texts held for `name` right now and not yet handed to any listener (for tests and the `clients` listing).
     public func heldCount(for name: String) -> Int {
-        self.addresses[name]?.held.count ?? 0
+        self.addresses[name]?.held.lazy.filter(\.pending).count ?? 0
     }
 }

@@ -23,6 +23,8 @@ public struct ServerConnectionStateMachine: Sendable {
         public var relayTo: String?
         /// Whether this connection's texts go to every listener.
         public var relayToAll: Bool
+        /// Where a reconnecting listener left off, if it asked to resume.
+        public var resume: ResumePoint? = nil
 
         /// Where this connection's texts are routed, or nil when they go to the server's own stdout.
         public var relayTarget: RelayTarget? {
@@ -128,7 +130,8 @@ public struct ServerConnectionStateMachine: Sendable {
                     role: hello.role,
                     name: hello.name,
                     relayTo: hello.relayTo,
-                    relayToAll: hello.relayToAll
+                    relayToAll: hello.relayToAll,
+                    resume: hello.resume
                 )
                 self.state = .open(session, lastID: 0)
                 return .connected(session)
@@ -191,6 +194,7 @@ extension WireMessage {
         case .status: return "status"
         case .ack: return "ack"
         case .deliver: return "deliver"
+        case .missed: return "missed"
         case .error: return "error"
         case .offer: return "offer"
         case .accept: return "accept"

@@ -17,6 +17,9 @@ public enum WireMessage: Equatable, Sendable {
     case ack(first: UInt64, last: UInt64)
     /// Text for a listener from `from`; `seq` numbers texts per listener name, starting at 1.
     case deliver(seq: UInt64, from: String, text: String)
+    /// Texts `since + 1 ..< since + 1 + count` of a resuming listener's name are no longer held: they were dropped
+    /// by the hold limits while it was away. Sent before the texts that are still held.
+    case missed(since: UInt64, count: UInt64)
     /// The sender is about to close because of `code`; `message` says why and what to do.
     case error(code: String, message: String)
     /// An upload's description (client to server): `upload` (id), `name`, `size` (absent for a stream),
@@ -108,6 +111,7 @@ public enum WireMessage: Equatable, Sendable {
         case status = 0x03
         case ack = 0x04
         case deliver = 0x05
+        case missed = 0x06
         case offer = 0x10
         case accept = 0x11
         case block = 0x12
@@ -162,6 +166,10 @@ public enum WireMessage: Equatable, Sendable {
             buffer.writeInteger(seq)
             Self.writeShortString(from, into: &buffer)
             buffer.writeString(text)
+        case .missed(let since, let count):
+            buffer.writeInteger(TypeByte.missed.rawValue)
+            buffer.writeInteger(since)
+            buffer.writeInteger(count)
         case .error(let code, let message):
             buffer.writeInteger(TypeByte.error.rawValue)
             Self.writeShortString(code, into: &buffer)
@@ -262,6 +270,10 @@ public enum WireMessage: Equatable, Sendable {
             guard let seq = buffer.readInteger(as: UInt64.self) else { throw truncated("deliver") }
             let from = try readShortString(&buffer, what: "deliver")
             message = .deliver(seq: seq, from: from, text: try readRestAsUTF8(&buffer, what: "deliver"))
+        case .missed:
+            guard let since = buffer.readInteger(as: UInt64.self), let count = buffer.readInteger(as: UInt64.self)
+            else { throw truncated("missed") }
+            message = .missed(since: since, count: count)
         case .error:
             let code = try readShortString(&buffer, what: "error")
             message = .error(code: code, message: try readRestAsUTF8(&buffer, what: "error"))

@@ -23,4 +23,11 @@ struct ChannelInbox: TextInbox {
         }
         self.channel.writeAndFlush(WebSocketFrame(fin: true, opcode: opcode, data: buffer), promise: nil)
     }
+
+    func missed(since: UInt64, count: UInt64) {
+        // Only `xfer listen` resumes (plain clients have no way to ask); it gets a `missed` message.
+        guard !self.plain else { return }
+        let buffer = WireMessage.missed(since: since, count: count).encoded(allocator: self.channel.allocator)
+        self.channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .binary, data: buffer), promise: nil)
+    }
 }

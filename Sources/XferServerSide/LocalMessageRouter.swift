@@ -22,6 +22,8 @@ public final class LocalMessageRouter: MessageRouter {
     private let delivering = NIOLock()
     private let clock: @Sendable () -> UInt64
     public let holdSeconds: Double
+    /// Random for each router: sequence numbers start again at 1 when the server restarts.
+    public let epoch: String
 
     /// A router holding texts for `holdSeconds` and at most `maxHeldPerName` per name; `clock` gives monotonic
     /// nanoseconds.
@@ -31,19 +33,22 @@ public final class LocalMessageRouter: MessageRouter {
         clock: @escaping @Sendable () -> UInt64 = { NIODeadline.now().uptimeNanoseconds }
     ) {
         self.holdSeconds = holdSeconds
+        self.epoch = String(UInt64.random(in: 1...UInt64.max), radix: 16)
         self.clock = clock
         self.state = Mutex(State(table: RoutingTable(holdSeconds: holdSeconds, maxHeldPerName: maxHeldPerName)))
     }
 
-    public func joined(client: Int, kind: ClientKind, name: String?, inbox: any TextInbox) {
+    public func joined(client: Int, kind: ClientKind, name: String?, resume: ResumePoint?, inbox: any TextInbox) {
         guard kind.receivesTexts else { return }
         let now = self.clock()
+        let since = resume.flatMap { $0.applies(to: self.epoch) ? $0.since : nil }
         self.delivering.withLock {
-            let held = self.state.withLock { state in
+            let join = self.state.withLock { state in
                 state.inboxes[client] = inbox
-                return state.table.joined(client: client, kind: kind, name: name, now: now)
+                return state.table.joined(client: client, kind: kind, name: name, since: since, now: now)
             }
-            for delivery in held {
+            if let missed = join.missed { inbox.missed(since: missed.since, count: missed.count) }
+            for delivery in join.deliveries {
                 inbox.deliver(seq: delivery.seq, from: delivery.from, text: delivery.text)
             }
         }

@@ -7,6 +7,8 @@ import XferProtocol
 public protocol TextInbox: Sendable {
     /// Hands one text to the connection; called in `seq` order for each address.
     func deliver(seq: UInt64, from: String, text: String)
+    /// Tells a resuming listener that `count` texts after `since` are no longer held; called before its replay.
+    func missed(since: UInt64, count: UInt64)
 }
 
 /// Routes texts to a client id, a listener name or everyone, and answers with the result.
@@ -19,8 +21,11 @@ public protocol TextInbox: Sendable {
 public protocol MessageRouter: Sendable {
     /// How long texts are held for a listener name whose listeners are away (for messages to users).
     var holdSeconds: Double { get }
-    /// A connection completed its handshake as `kind` (named `name`); receivers get their held texts in `inbox`.
-    func joined(client: Int, kind: ClientKind, name: String?, inbox: any TextInbox)
+    /// What the `seq` numbers belong to (sent in `welcome`): a listener resumes only within the same epoch.
+    var epoch: String { get }
+    /// A connection completed its handshake as `kind` (named `name`); receivers get their held texts in `inbox`,
+    /// or, with `resume`, every held text after its point (and `missed` first when some are gone).
+    func joined(client: Int, kind: ClientKind, name: String?, resume: ResumePoint?, inbox: any TextInbox)
     /// A connection ended.
     func left(client: Int)
     /// Routes `text` from `from` to `target`; the future (on `loop`) holds the result, or nil when the target is
@@ -32,4 +37,11 @@ public protocol MessageRouter: Sendable {
         to target: RelayTarget,
         on loop: EventLoop
     ) -> EventLoopFuture<RelayResult?>
+}
+
+extension MessageRouter {
+    /// A connection joins without asking to resume (senders, uploaders, plain clients, fresh listeners).
+    public func joined(client: Int, kind: ClientKind, name: String?, inbox: any TextInbox) {
+        self.joined(client: client, kind: kind, name: name, resume: nil, inbox: inbox)
+    }
 }

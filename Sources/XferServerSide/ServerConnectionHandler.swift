@@ -204,6 +204,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                     "server": XferVersion.current,
                     "max_text": String(self.server.configuration.maxTextBytes),
                     "ping_interval": String(self.server.configuration.pingInterval),
+                    "epoch": self.server.router.epoch,
                 ])
                 self.writeControl(welcome)
             }
@@ -218,6 +219,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 client: self.clientID,
                 kind: session.role,
                 name: session.name,
+                resume: session.resume,
                 inbox: ChannelInbox(channel: context.channel, plain: self.machine.mode == .plain)
             )
             self.registered = true

@@ -15,8 +15,11 @@ struct ListenCommand: AsyncParsableCommand {
         discussion: """
             Texts arrive as text events with "from" and "seq"; seq counts texts per listener name from 1, so a \
             script can detect gaps and duplicates. After a lost connection the listener reconnects with exponential \
-            backoff and jitter (events disconnected, reconnecting, connected); the server holds texts for a named \
-            listener while it is away. SIGINT or SIGTERM closes the connection (1000) and exits 0.
+            backoff and jitter (events disconnected, reconnecting, connected) and resumes after the last seq it \
+            printed: the server holds a named listener's texts for its --hold-seconds, so none is lost or printed \
+            twice; texts no longer held are reported by a missed event. --since SEQ resumes by hand (for example \
+            after a restart of the listener, from the last seq a script saved). SIGINT or SIGTERM closes the \
+            connection (1000) and exits 0.
             """
     )
 
@@ -24,6 +27,15 @@ struct ListenCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("Name to register under; senders use send --to NAME.", valueName: "name"))
     var name: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Resume after this seq: print the held texts that came after it (needs --name).",
+            valueName: "seq"
+        )
+    )
+    var since: UInt64?
 
     @Flag(name: .long, help: "Exit instead of reconnecting: 69 after a lost connection, 75 when the server shut down.")
     var noReconnect = false
@@ -38,6 +50,9 @@ struct ListenCommand: AsyncParsableCommand {
         if let name = self.name, !Hello.isValidName(name) {
             throw ValidationError("--name \"\(name)\" is not valid: use 1-128 letters, digits, '.', '_', '-', '@'")
         }
+        if self.since != nil && self.name == nil {
+            throw ValidationError("--since needs --name: only a named listener's texts are held for it")
+        }
         guard self.maxBackoff >= 0.1 else { throw ValidationError("--max-backoff must be at least 0.1 seconds") }
     }
 
@@ -48,6 +63,8 @@ struct ListenCommand: AsyncParsableCommand {
             timezone: try self.client.resolvedTimezone()
         )
         configuration.name = self.name
+        let name = self.name
+        let resume = Mutex<ResumePoint?>(self.since.map { ResumePoint(since: $0) })
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         let stopper = SessionStopper()
@@ -61,15 +78,23 @@ struct ListenCommand: AsyncParsableCommand {
             isStopped: { stopper.isStopped },
             session: {
                 let outcome: ClientOutcome
+                let startPoint = resume.withLock { $0 }
+                var session = configuration
+                session.resume = startPoint
                 do {
-                    outcome = try await XferClient.run(configuration: configuration, group: group, sink: sink) {
-                        let role = ListenRole()
+                    outcome = try await XferClient.run(configuration: session, group: group, sink: sink) {
+                        let role = ListenRole(name: name, resume: startPoint)
                         if stopper.isStopped { role.stop() }
                         stopper.current = NIOLoopBound(role, eventLoop: loop)
                         return role
                     }.get()
                 } catch {
                     return .failed(XferError(.internalError, "\(error)"), afterWelcome: false)
+                }
+                // The next session resumes after the last text this one printed (the role is done with its loop).
+                let bound = stopper.current
+                if let point = try? await loop.submit({ bound?.value.resumePoint }).get() {
+                    resume.withLock { $0 = point }
                 }
                 stopper.current = nil
                 guard case .failed(let error, let afterWelcome) = outcome, !stopper.isStopped else { return .done }

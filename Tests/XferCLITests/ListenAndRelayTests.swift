@@ -78,6 +78,45 @@ struct ListenAndRelayTests {
         await server.stop()
     }
 
+    @Test func listenSinceResumesAfterTheGivenSeqAndReportsWhatIsNoLongerHeld() async throws {
+        let server = try await TestServer(["--hold-messages", "3"])
+        let first = try await self.startListener(server, ["--name", "cam"])
+        _ = try await xfer("send", "--server", server.url, "--to", "cam", "one")
+        try await first.waitForEvent { $0.event == "text" }
+        first.signal(SIGINT)
+        await first.waitForExit()
+        let away = try await xfer("send", "--server", server.url, "--to", "cam", "two", "three", "four", "five", "six")
+        #expect(away.status == 0)
+
+        // Printed up to seq 1; only the last 3 texts are held: 2 and 3 are reported missed, 4-6 printed once.
+        let second = try await self.startListener(server, ["--name", "cam", "--since", "1"])
+        let missed = try await second.waitForEvent { $0.event == "missed" }
+        #expect(missed.int("since") == 1)
+        #expect(missed.int("count") == 2)
+        #expect(missed.string("name") == "cam")
+        let texts = try await second.waitForEvents(count: 3) { $0.event == "text" }
+        #expect(texts.map { $0.int("seq") } == [4, 5, 6])
+        #expect(texts.map { $0.string("text") } == ["four", "five", "six"])
+        second.signal(SIGTERM)
+        #expect(await second.waitForExit() == 0)
+
+        // Up to date: nothing is printed again.
+        let third = try await self.startListener(server, ["--name", "cam", "--since", "6"])
+        _ = try await xfer("send", "--server", server.url, "--to", "cam", "seven")
+        let next = try await third.waitForEvent { $0.event == "text" }
+        #expect(next.int("seq") == 7)
+        third.signal(SIGTERM)
+        #expect(await third.waitForExit() == 0)
+        #expect(third.lines.filter { $0.contains(#""event":"text""#) }.count == 1)
+        await server.stop()
+        try await expectValidEvents(second.lines + third.lines)
+    }
+
+    @Test func listenSinceNeedsAName() async throws {
+        let result = try await xfer("listen", "--since", "3")
+        #expect(result.status == 64)
+    }
+
     @Test func serveStdinCommandsReachClientsAndBadLinesAreReported() async throws {
         let server = try await TestServer()
         let ops = try await self.startListener(server, ["--name", "ops"])

@@ -75,6 +75,7 @@ import XferEvents
             .retry(name: "a.bin", offset: 4096, reason: "crc", count: 1, client: 4, upload: "u1"),
             ["name", "offset", "reason", "count", "client", "upload"]
         ),
+        (.missed(name: "ops", since: 41, count: 3), ["name", "since", "count"]),
     ]
 
     static let kinds: [EventKind] = allEvents.map(\.0.kind)

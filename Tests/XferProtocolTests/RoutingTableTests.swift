@@ -19,8 +19,8 @@ import Testing
 
     @Test func sendersAndUploadersNeverJoin() {
         var table = RoutingTable(holdSeconds: 60, maxHeldPerName: 10)
-        #expect(table.joined(client: 1, kind: .send, name: "ops", now: 0).isEmpty)
-        #expect(table.joined(client: 2, kind: .upload, name: nil, now: 0).isEmpty)
+        #expect(table.joined(client: 1, kind: .send, name: "ops", now: 0).deliveries.isEmpty)
+        #expect(table.joined(client: 2, kind: .upload, name: nil, now: 0).deliveries.isEmpty)
         #expect(table.route("x", from: "a", to: .name("ops"), now: 0) == .unknownTarget)
         #expect(table.route("x", from: "a", to: .client(2), now: 0) == .unknownTarget)
     }
@@ -55,7 +55,7 @@ import Testing
             )
         }
         #expect(table.heldCount(for: "ops") == 2)
-        let held = table.joined(client: 7, kind: .listen, name: "ops", now: 3 * Self.second)
+        let held = table.joined(client: 7, kind: .listen, name: "ops", now: 3 * Self.second).deliveries
         #expect(held.map(\.seq) == [1, 2])
         #expect(held.map(\.text) == ["one", "two"])
         #expect(held.allSatisfy { $0.client == 7 })
@@ -79,7 +79,7 @@ import Testing
         }
         #expect(table.heldCount(for: "ops") == 2)
         // "two" was held at 1 s and is 6 s old at 7 s: expired; "three" (2 s) is 5 s old: kept.
-        let held = table.joined(client: 2, kind: .listen, name: "ops", now: 7 * Self.second)
+        let held = table.joined(client: 2, kind: .listen, name: "ops", now: 7 * Self.second).deliveries
         #expect(held.map(\.text) == ["three"])
         #expect(held.map(\.seq) == [3])
     }
@@ -96,5 +96,65 @@ import Testing
         #expect(
             table.route("y", from: "a", to: .allListeners, now: 0) == .deliver([], result: .init(delivered: 0, held: 0))
         )
+    }
+
+    @Test func aListenerResumingAfterItsSeqGetsEveryHeldTextAfterItOnce() {
+        var table = RoutingTable(holdSeconds: 60, maxHeldPerName: 10)
+        _ = table.joined(client: 1, kind: .listen, name: "ops", now: 0)
+        for text in ["one", "two", "three"] {
+            _ = table.route(text, from: "a", to: .name("ops"), now: 1)
+        }
+        table.left(client: 1, now: 2)
+        _ = table.route("four", from: "a", to: .name("ops"), now: 3)
+        // It printed up to 2 before the cut: 3 (delivered, maybe lost in flight) and 4 (held) come again.
+        let join = table.joined(client: 2, kind: .listen, name: "ops", since: 2, now: 4)
+        #expect(join.missed == nil)
+        #expect(join.deliveries.map(\.seq) == [3, 4])
+        #expect(join.deliveries.map(\.text) == ["three", "four"])
+        #expect(join.deliveries.allSatisfy { $0.client == 2 })
+        // The held text was taken: a fresh listener of the name gets nothing old.
+        #expect(table.joined(client: 3, kind: .listen, name: "ops", now: 5).deliveries.isEmpty)
+    }
+
+    @Test func aListenerThatFellBehindTheHoldIsToldHowManyItMissed() {
+        var table = RoutingTable(holdSeconds: 60, maxHeldPerName: 2)
+        _ = table.joined(client: 1, kind: .listen, name: "ops", now: 0)
+        table.left(client: 1, now: 0)
+        for text in ["one", "two", "three", "four", "five"] {
+            _ = table.route(text, from: "a", to: .name("ops"), now: 1)
+        }
+        let join = table.joined(client: 2, kind: .listen, name: "ops", since: 1, now: 2)
+        #expect(join.missed?.since == 1)
+        #expect(join.missed?.count == 2)
+        #expect(join.deliveries.map(\.seq) == [4, 5])
+    }
+
+    @Test func aResumeUpToDateGetsNothingAndASeqFromElsewhereJoinsAsNew() {
+        var table = RoutingTable(holdSeconds: 60, maxHeldPerName: 10)
+        _ = table.joined(client: 1, kind: .listen, name: "ops", now: 0)
+        table.left(client: 1, now: 0)
+        _ = table.route("one", from: "a", to: .name("ops"), now: 1)
+        #expect(table.joined(client: 2, kind: .listen, name: "ops", since: 1, now: 2) == .init(deliveries: []))
+        table.left(client: 2, now: 3)
+        _ = table.route("two", from: "a", to: .name("ops"), now: 4)
+        // 500 was never numbered here: the listener knew another numbering; it gets what is pending, as a new one.
+        let join = table.joined(client: 3, kind: .listen, name: "ops", since: 500, now: 5)
+        #expect(join.missed == nil)
+        #expect(join.deliveries.map(\.text) == ["two"])
+    }
+
+    @Test func aForgottenNameContinuesItsNumberingWhenUsedAgain() {
+        var table = RoutingTable(holdSeconds: 5, maxHeldPerName: 10)
+        _ = table.joined(client: 1, kind: .listen, name: "ops", now: 0)
+        _ = table.route("one", from: "a", to: .name("ops"), now: 0)
+        table.left(client: 1, now: 0)
+        #expect(table.route("lost", from: "a", to: .name("ops"), now: 10 * Self.second) == .unknownTarget)
+        _ = table.joined(client: 2, kind: .listen, name: "ops", now: 11 * Self.second)
+        guard case .deliver(let deliveries, _) = table.route("two", from: "a", to: .name("ops"), now: 11 * Self.second)
+        else {
+            Issue.record("not delivered")
+            return
+        }
+        #expect(deliveries.map(\.seq) == [2])
     }
 }

@@ -15,6 +15,12 @@ final class RecordingInbox: TextInbox {
         self.texts.withLock { $0.append((seq, from, text)) }
     }
 
+    let missedCounts = Mutex<[(since: UInt64, count: UInt64)]>([])
+
+    func missed(since: UInt64, count: UInt64) {
+        self.missedCounts.withLock { $0.append((since, count)) }
+    }
+
     var seqs: [UInt64] { self.texts.withLock { $0.map(\.seq) } }
     var bodies: [String] { self.texts.withLock { $0.map(\.text) } }
 }

@@ -17,8 +17,9 @@ final class DeferredMessageRouter: MessageRouter, @unchecked Sendable {
     // Touched only on the test's thread (EmbeddedChannel runs everything there).
     var pending: [(text: String, promise: EventLoopPromise<RelayResult?>)] = []
     let holdSeconds: Double = 60
+    let epoch = "deferred"
 
-    func joined(client: Int, kind: ClientKind, name: String?, inbox: any TextInbox) {}
+    func joined(client: Int, kind: ClientKind, name: String?, resume: ResumePoint?, inbox: any TextInbox) {}
     func left(client: Int) {}
 
     func route(
@@ -311,6 +312,8 @@ final class DyingInbox: TextInbox, @unchecked Sendable {
         self.texts.withLock { $0.append(text) }
         self.router?.left(client: self.client)
     }
+
+    func missed(since: UInt64, count: UInt64) {}
 }
 
 @Suite struct LocalMessageRouterTests {
