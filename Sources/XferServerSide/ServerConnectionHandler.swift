@@ -534,10 +534,14 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         self.machineClosing = true
         if let errorCode, let message {
             self.appendEvent(.error(code: errorCode.rawValue, message: message, client: self.clientID))
-            if self.machine.mode == .xfer {
+            switch self.machine.mode {
+            case .xfer:
                 self.writeControl(.error(code: errorCode.rawValue, message: message))
-            } else {
+            case .plain:
                 self.writePlain(.error(code: errorCode.rawValue, message: message), context: context)
+            case .echo:
+                // An echo peer gets nothing but its own messages back: the close frame says it all.
+                break
             }
         }
         if self.endReason == nil {
