@@ -32,8 +32,8 @@ public struct ServerConfiguration: Sendable {
     /// included); more get HTTP 429 at once. 0: no limit (behind a proxy every client has the proxy's address).
     public var maxConnectionsPerAddress: Int
     /// Most bytes of routed texts queued on one connection and not yet taken by its socket; a connection that
-    /// passes it is closed as a slow consumer (1013, `slow_consumer`). 8 MiB: a second of texts at a fast pace,
-    /// times 10,000 connections still far below the memory of a small machine only if few of them stall at once.
+    /// passes it is closed as a slow consumer (1013, `slow_consumer`). 8 MiB by default: room for bursts to a
+    /// listener that reads, while 100 stalled connections cost under 1 GiB.
     public var maxQueuedBytes: Int
     /// Most routed texts queued on one connection (each costs a frame's overhead besides its bytes).
     public var maxQueuedTexts: Int
