@@ -19,7 +19,9 @@ let package = Package(
     name: "xfer",
     platforms: [.macOS(.v13)],
     products: [
-        .executable(name: "xfer", targets: ["xfer"])
+        .executable(name: "xfer", targets: ["xfer"]),
+        // For the fuzz targets in Fuzz/ (a separate package, built with --sanitize=fuzzer).
+        .library(name: "XferProtocol", targets: ["XferProtocol"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),

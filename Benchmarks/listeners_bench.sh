@@ -241,6 +241,8 @@ FIFO=$WORK/server.stdin
 mkfifo "$FIFO"
 mkdir -p "$WORK/dir"
 SERVER_ARGS=(serve --port 0 --dir "$WORK/dir" --ping-interval "$PING_INTERVAL" --ping-timeout "$PING_TIMEOUT")
+# Every listener comes from 127.0.0.1: lift the per-address limit (1000 by default).
+SERVER_ARGS+=(--max-connections-per-address 0)
 # 10,000 is the server's default --max-connections: only go past it when asked for more.
 if ((CLIENTS > 10000)); then SERVER_ARGS+=(--max-connections "$CLIENTS"); fi
 R[server_command]="xfer ${SERVER_ARGS[*]}"

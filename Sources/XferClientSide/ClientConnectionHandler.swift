@@ -134,6 +134,16 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)
         self.heartbeat.frameReceived()
+        if frame.rsv1 || frame.rsv2 || frame.rsv3 {
+            // RFC 6455 section 5.2: a nonzero RSV bit without a negotiated extension fails the connection.
+            return self.fail(
+                XferError(.protocolError, "server sent a frame with RSV bits set, but no extension was negotiated")
+            )
+        }
+        if frame.maskKey != nil {
+            // RFC 6455 section 5.1: a client closes the connection on a masked frame from the server.
+            return self.fail(XferError(.protocolError, "server sent a masked frame (RFC 6455 section 5.1)"))
+        }
         switch frame.opcode {
         case .text, .binary, .continuation:
             switch self.fragments.receive(opcode: frame.opcode, fin: frame.fin, data: frame.unmaskedData) {
@@ -161,9 +171,29 @@ public final class ClientConnectionHandler: ChannelInboundHandler, RemovableChan
                 self.appendEvent(.ping(rttMs: Double(rtt) / 1e6, client: nil))
             }
         case .connectionClose:
-            var data = frame.unmaskedData
-            let code = data.readInteger(as: UInt16.self)
-            let reasonText = data.readString(length: data.readableBytes) ?? ""
+            let code: UInt16?
+            let reasonText: String
+            switch ClosePayload.parse(frame.data.readableBytesView) {
+            case .valid(let valid, let reason):
+                code = valid
+                reasonText = reason
+            case .invalid(let errorCode, let message):
+                // Answered with 1002 or 1007 instead of an echo (RFC 6455 section 7.4).
+                self.failure = self.failure ?? XferError(errorCode, "server sent a bad close frame: \(message)")
+                if let closing = self.closing, closing.sent {
+                    context.close(promise: nil)
+                    return
+                }
+                self.closing = (self.failure, true)
+                var body = context.channel.allocator.buffer(capacity: 2)
+                body.writeInteger(XferError.closeCode(for: errorCode))
+                context.writeAndFlush(
+                    self.wrapOutboundOut(
+                        WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: body)
+                    )
+                ).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                return
+            }
             self.closeCode = code
             if let closing = self.closing, closing.sent {
                 // Our close was answered (RFC 6455 section 7.1.2): the TCP connection may close now.

@@ -21,7 +21,20 @@ final class UpgradeRequestHandler: ChannelInboundHandler, RemovableChannelHandle
         self.outcome = outcome
     }
 
+    /// Longest token sent: `xfer serve` refuses request headers over 80 KiB in all (HTTP 431), and a refusal sent
+    /// while a long request is still arriving can be lost to a connection reset.
+    static let maxTokenBytes = 64 * 1024
+
     func channelActive(context: ChannelHandlerContext) {
+        if let token = self.configuration.token, token.utf8.count > Self.maxTokenBytes {
+            let error = XferError(
+                .unauthorized,
+                "the token is \(token.utf8.count) bytes, over the \(Self.maxTokenBytes) bytes a server takes in a request header: check --token or XFER_TOKEN"
+            )
+            self.outcome.complete(.failed(error, afterWelcome: false))
+            context.close(promise: nil)
+            return
+        }
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: self.configuration.server.hostHeader)
         headers.add(name: "Sec-WebSocket-Protocol", value: WireMessage.subprotocol)
@@ -58,6 +71,17 @@ final class UpgradeRequestHandler: ChannelInboundHandler, RemovableChannelHandle
                 )
             case .serviceUnavailable:
                 error = XferError(.serverFull, detail ?? "\(self.configuration.server) is full; try again later")
+            case .requestHeaderFieldsTooLarge:
+                // Our request holds nothing large but the token.
+                error = XferError(
+                    .unauthorized,
+                    "\(self.configuration.server) refused the request as too large (HTTP 431): the token (\(self.configuration.token?.utf8.count ?? 0) bytes) is too long to be right; check --token or XFER_TOKEN"
+                )
+            case .tooManyRequests:
+                error = XferError(
+                    .tooManyConnections,
+                    detail ?? "\(self.configuration.server) has too many connections from this address; try again later"
+                )
             default:
                 error = XferError(
                     .protocolError,

@@ -7,9 +7,11 @@
 /// (`retryableCodes`). Randomness is passed in (`jitter`), so tests need no clock and no luck.
 public struct ReconnectPolicy: Sendable, Equatable {
     /// Failures worth another connection: the network, the server's restart or load, a stalled handshake, an
-    /// upload another server is writing just now (`busy`). Not `superseded`: another run of the same upload took over, and taking it back would make them fight.
+    /// upload another server is writing just now (`busy`), a connection closed for not reading its texts fast enough
+    /// (`slow_consumer`: a listener picks up the held texts), too many connections from one address. Not `superseded`: another run of the same upload took over, and taking it back would make them fight.
     public static let retryableCodes: Set<XferError.Code> = [
         .connectionLost, .serverUnreachable, .timeout, .shutdown, .serverFull, .handshakeTimeout, .busy,
+        .slowConsumer, .tooManyConnections,
     ]
 
     /// What to do after a failed session.

@@ -9,6 +9,9 @@ public struct ServerConnectionStateMachine: Sendable {
         case plain
         /// An `xfer` client: first a binary `hello`, then texts and control messages.
         case xfer
+        /// `xfer serve --echo`, for WebSocket conformance suites (Autobahn): no handshake, every message is sent
+        /// back as it came, through the same frame handling as the other modes.
+        case echo
     }
 
     /// What the client said about itself in the handshake.
@@ -39,6 +42,8 @@ public struct ServerConnectionStateMachine: Sendable {
         case awaitingHandshake
         /// Handshake done; `lastID` is the number of text messages received so far.
         case open(Session, lastID: UInt64)
+        /// Echo mode: every message goes back to the sender.
+        case echoing
         /// We sent a close frame and wait for the peer's (RFC 6455 section 7.1.2).
         case closing
         /// Both close frames were exchanged, or the connection dropped.
@@ -53,6 +58,8 @@ public struct ServerConnectionStateMachine: Sendable {
         case message(id: UInt64, session: Session)
         /// An upload message on an upload connection: hand it to the upload receiver.
         case upload(WireMessage)
+        /// Echo mode: send the message back unchanged.
+        case echo
         /// Send an `error` and close with the code for this error.
         case fail(XferError.Code, String)
         /// Nothing: the connection is closing and late frames are dropped (a race we live with).
@@ -69,19 +76,53 @@ public struct ServerConnectionStateMachine: Sendable {
         case ignore
     }
 
-    private var state: State = .awaitingHandshake
+    /// What to do with a binary message, before it is decoded.
+    public enum BinaryAction: Sendable, Equatable {
+        /// Decode it as a `WireMessage` and pass it to `controlReceived`.
+        case decode
+        /// Echo mode: send it back unchanged.
+        case echo
+        /// Send an `error` and close with the code for this error.
+        case fail(XferError.Code, String)
+        /// Nothing: the connection is closing.
+        case ignore
+    }
+
+    private var state: State
     /// How the client talks.
     public let mode: Mode
 
     /// A machine for a connection just upgraded in `mode`.
     public init(mode: Mode) {
         self.mode = mode
+        self.state = mode == .echo ? .echoing : .awaitingHandshake
     }
 
-    /// Whether the handshake completed and the connection is not closing.
+    /// Whether the handshake completed (or none is needed) and the connection is not closing.
     public var isOpen: Bool {
-        if case .open = self.state { return true }
-        return false
+        switch self.state {
+        case .open, .echoing: return true
+        case .awaitingHandshake, .closing, .closed: return false
+        }
+    }
+
+    /// A binary message arrived (reassembled); says whether to decode it.
+    public func binaryReceived() -> BinaryAction {
+        switch self.state {
+        case .closing, .closed:
+            return .ignore
+        case .echoing:
+            return .echo
+        case .awaitingHandshake, .open:
+            guard self.mode == .xfer else {
+                // RFC 6455 section 7.4.1: 1003 for a kind of data the endpoint cannot accept.
+                return .fail(
+                    .unsupportedData,
+                    "plain WebSocket clients send text frames only; binary frames need the xfer.v1 subprotocol"
+                )
+            }
+            return .decode
+        }
     }
 
     /// The session, once the handshake completed.
@@ -108,6 +149,8 @@ public struct ServerConnectionStateMachine: Sendable {
         case .open(let session, let lastID):
             self.state = .open(session, lastID: lastID + 1)
             return .message(id: lastID + 1, session: session)
+        case .echoing:
+            return .echo
         case .closing, .closed:
             return .ignore
         }
@@ -150,6 +193,8 @@ public struct ServerConnectionStateMachine: Sendable {
                 return .ignore
             }
             return .fail(.protocolError, "unexpected \(message.typeName) message from a client")
+        case .echoing:
+            return .echo
         case .closing, .closed:
             return .ignore
         }
@@ -158,7 +203,7 @@ public struct ServerConnectionStateMachine: Sendable {
     /// We are sending a close frame.
     public mutating func closeSent() {
         switch self.state {
-        case .awaitingHandshake, .open:
+        case .awaitingHandshake, .open, .echoing:
             self.state = .closing
         case .closing, .closed:
             break
@@ -168,7 +213,7 @@ public struct ServerConnectionStateMachine: Sendable {
     /// A close frame arrived with `code` (nil when the frame had no body).
     public mutating func closeReceived(code: UInt16?) -> CloseAction {
         switch self.state {
-        case .awaitingHandshake, .open:
+        case .awaitingHandshake, .open, .echoing:
             self.state = .closed
             return .echoAndClose(code: code)
         case .closing:

@@ -51,13 +51,22 @@ public struct UploadOffer: Sendable, Equatable {
             throw XferError(.protocolError, "offer needs an upload id of 16-64 lowercase hex digits")
         }
         let name = try SafeFileName.sanitize(fields["name"] ?? "")
-        guard let blockSize = fields["block_size"].flatMap(Int.init), blockSize >= Self.minBlockSize,
+        guard let blockSize = fields["block_size"].flatMap(Self.decimalInt), blockSize >= Self.minBlockSize,
             blockSize <= maxBlockSize
         else {
             throw XferError(.protocolError, "offer needs block_size between 4096 and \(maxBlockSize)")
         }
-        // A size that does not parse is treated as absent: the upload is then bounded by --max-file-size alone.
-        let size = fields["size"].flatMap(UInt64.init)
+        // Only an absent size means a stream of unknown length: a size that is there must be a plain decimal.
+        var size: UInt64?
+        if let text = fields["size"] {
+            guard let parsed = Self.decimal(text) else {
+                throw XferError(
+                    .protocolError,
+                    "offer size \"\(text.prefix(32))\" is not a decimal number of bytes (leave size out for a stream of unknown length)"
+                )
+            }
+            size = parsed
+        }
         if let size, size > maxFileSize {
             throw XferError(
                 .fileTooLarge,
@@ -85,6 +94,22 @@ public struct UploadOffer: Sendable, Equatable {
         ]
         if let size = self.size { fields["size"] = String(size) }
         return fields
+    }
+
+    /// A canonical decimal number (ASCII digits, no sign, no leading zero, no spaces) that fits in a `UInt64`;
+    /// nil for anything else (`-0`, `+5`, `1e3`, `0x10`, `" 5"`, `5.0`, fullwidth digits, overflow, empty).
+    public static func decimal(_ text: String) -> UInt64? {
+        let utf8 = text.utf8
+        guard let first = utf8.first, utf8.count <= 20,
+            utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
+            first != UInt8(ascii: "0") || utf8.count == 1
+        else { return nil }
+        return UInt64(text)
+    }
+
+    /// `decimal(_:)` as an `Int`, or nil when it does not fit.
+    static func decimalInt(_ text: String) -> Int? {
+        Self.decimal(text).flatMap { Int(exactly: $0) }
     }
 
     /// Whether `id` is 16-64 lowercase hex digits (it names files in the store, so nothing else gets through).

@@ -65,6 +65,15 @@ public struct XferError: Error, Sendable, CustomStringConvertible {
         public static let superseded = Code(rawValue: "superseded")
         /// Another server process is writing this upload (one `--dir` shared by several servers): try again later.
         public static let busy = Code(rawValue: "busy")
+        /// The connection did not read what the server sent it: its queued texts passed the server's outbound limit
+        /// (`--max-queued-bytes`, `--max-queued-texts`), so the server closed it (1013); a named listener picks the
+        /// held texts up when it reconnects.
+        public static let slowConsumer = Code(rawValue: "slow_consumer")
+        /// A plain WebSocket client sent a binary frame: without the `xfer.v1` subprotocol only text frames carry
+        /// messages (RFC 6455 section 7.4.1, close code 1003).
+        public static let unsupportedData = Code(rawValue: "unsupported_data")
+        /// The client's address already holds `--max-connections-per-address` connections (HTTP 429).
+        public static let tooManyConnections = Code(rawValue: "too_many_connections")
         /// An unexpected failure inside xfer.
         public static let internalError = Code(rawValue: "internal_error")
     }
@@ -94,11 +103,12 @@ public struct XferError: Error, Sendable, CustomStringConvertible {
         switch code {
         case .usage, .badTimezone: return 64
         case .rejected, .noListener, .invalidUTF8, .messageTooLarge, .protocolError, .corruptBlock, .checksumFailed,
-            .integrityFailed, .fileTooLarge, .badName:
+            .integrityFailed, .fileTooLarge, .badName, .unsupportedData:
             return 65
         case .inputUnreadable: return 66
         case .serverUnreachable, .connectionLost, .timeout, .handshakeTimeout, .tlsFailed: return 69
-        case .serverFull, .shutdown, .diskFull, .storageFailed, .superseded, .busy: return 75
+        case .serverFull, .shutdown, .diskFull, .storageFailed, .superseded, .busy, .slowConsumer, .tooManyConnections:
+            return 75
         case .replayWindowExceeded: return 69
         case .unauthorized, .tlsVerificationFailed: return 77
         default: return 70
@@ -112,7 +122,8 @@ public struct XferError: Error, Sendable, CustomStringConvertible {
         case .invalidUTF8: return 1007
         case .messageTooLarge: return 1009
         case .protocolError: return 1002
-        case .serverFull, .busy: return 1013
+        case .serverFull, .busy, .slowConsumer: return 1013
+        case .unsupportedData: return 1003
         case .shutdown: return 1001
         case .handshakeTimeout, .timeout, .superseded: return 1008
         case .corruptBlock, .checksumFailed, .integrityFailed, .fileTooLarge, .badName: return 1008
@@ -126,6 +137,7 @@ public struct XferError: Error, Sendable, CustomStringConvertible {
         switch closeCode {
         case 1001: return .shutdown
         case 1002: return .protocolError
+        case 1003: return .unsupportedData
         case 1007: return .invalidUTF8
         case 1008: return .rejected
         case 1009: return .messageTooLarge

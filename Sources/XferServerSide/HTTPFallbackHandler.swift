@@ -40,11 +40,13 @@ final class HTTPFallbackHandler: ChannelInboundHandler, RemovableChannelHandler 
     private func respond(context: ChannelHandlerContext, head: HTTPRequestHead) {
         let response: HTTPRoutes.Response
         if case .refuse(let refusedStatus, let message) = self.slot.refusal {
-            response = .error(
-                refusedStatus,
-                code: refusedStatus == .unauthorized ? "unauthorized" : "server_full",
-                message: message
-            )
+            let code: XferError.Code
+            switch refusedStatus {
+            case .unauthorized: code = .unauthorized
+            case .badRequest: code = .protocolError
+            default: code = .serverFull
+            }
+            response = .error(refusedStatus, code: code.rawValue, message: message)
         } else if let route = self.routes.match(head) {
             response = route(head)
         } else if head.headers[canonicalForm: "upgrade"].isEmpty == false {
@@ -62,21 +64,36 @@ final class HTTPFallbackHandler: ChannelInboundHandler, RemovableChannelHandler 
             )
         }
         self.slot.refusal = nil
+        // HTTP/1.0 closes after the answer unless the client asked to keep the connection (RFC 9112 section 9.3).
+        self.write(
+            response,
+            version: head.version,
+            keepAlive: response.status == .ok && head.isKeepAlive,
+            context: context
+        )
+    }
+
+    private func write(
+        _ response: HTTPRoutes.Response,
+        version: HTTPVersion,
+        keepAlive: Bool,
+        context: ChannelHandlerContext
+    ) {
         let status = response.status
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: response.contentType)
         headers.add(name: "Content-Length", value: String(response.body.count))
-        headers.add(name: "Connection", value: status == .ok ? "keep-alive" : "close")
+        headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
         if status == .upgradeRequired { headers.add(name: "Upgrade", value: "websocket") }
         context.write(
-            self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
+            self.wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))),
             promise: nil
         )
         var buffer = context.channel.allocator.buffer(capacity: response.body.count)
         buffer.writeBytes(response.body)
         context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
-        if status != .ok {
+        if !keepAlive {
             done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
     }
@@ -84,6 +101,27 @@ final class HTTPFallbackHandler: ChannelInboundHandler, RemovableChannelHandler 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         // A refused upgrade arrives here as an error before the request itself; the request is answered above.
         if error is NIOWebSocketUpgradeError { return }
+        if let parserError = error as? HTTPParserError {
+            // The request cannot be parsed (NIO's own error handler is left out so that the answer says why). The
+            // decoder closes the channel right after this returns: answer at once.
+            let response: HTTPRoutes.Response
+            if parserError == .headerOverflow {
+                response = .error(
+                    .requestHeaderFieldsTooLarge,
+                    code: "header_too_large",
+                    message:
+                        "the request headers are larger than the server's limit of 80 KiB: a token that long cannot be right"
+                )
+            } else {
+                response = .error(
+                    .badRequest,
+                    code: "protocol_error",
+                    message: "malformed HTTP request: \(parserError)"
+                )
+            }
+            self.write(response, version: .http1_1, keepAlive: false, context: context)
+            return
+        }
         context.close(promise: nil)
     }
 }

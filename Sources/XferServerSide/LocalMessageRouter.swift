@@ -49,7 +49,8 @@ public final class LocalMessageRouter: MessageRouter {
             }
             if let missed = join.missed { inbox.missed(since: missed.since, count: missed.count) }
             for delivery in join.deliveries {
-                inbox.deliver(seq: delivery.seq, from: delivery.from, text: delivery.text)
+                // A refused held text is lost to this connection, which is being closed as a slow consumer.
+                _ = inbox.deliver(seq: delivery.seq, from: delivery.from, text: delivery.text)
             }
         }
     }
@@ -87,10 +88,13 @@ public final class LocalMessageRouter: MessageRouter {
                     )
                 }
             }
-            for (inbox, delivery) in writes {
-                inbox.deliver(seq: delivery.seq, from: delivery.from, text: delivery.text)
+            var refused = 0
+            for (inbox, delivery) in writes
+            where !inbox.deliver(seq: delivery.seq, from: delivery.from, text: delivery.text) {
+                refused += 1
             }
-            return result
+            // `delivered` counts only the connections that took the text (a slow consumer refuses it).
+            return result.map { RelayResult(delivered: $0.delivered - refused, held: $0.held) }
         }
     }
 }

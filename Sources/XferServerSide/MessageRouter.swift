@@ -5,8 +5,10 @@ import XferProtocol
 
 /// Where routed texts are handed over: the outbound side of one connection.
 public protocol TextInbox: Sendable {
-    /// Hands one text to the connection; called in `seq` order for each address.
-    func deliver(seq: UInt64, from: String, text: String)
+    /// Hands one text to the connection; called in `seq` order for each address. Returns false when the
+    /// connection refused it: it is over its outbound limit and being closed as a slow consumer (`slow_consumer`),
+    /// so the text was not delivered and must not be counted as delivered.
+    func deliver(seq: UInt64, from: String, text: String) -> Bool
     /// Tells a resuming listener that `count` texts after `since` are no longer held; called before its replay.
     func missed(since: UInt64, count: UInt64)
 }

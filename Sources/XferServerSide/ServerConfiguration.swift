@@ -28,6 +28,17 @@ public struct ServerConfiguration: Sendable {
     public var threads: Int
     /// Certificate and key for `wss://`; nil serves plain `ws://`.
     public var tls: ServerTLSSettings?
+    /// Most TCP connections at once from one client address, counted from accept (idle and half-done upgrades
+    /// included); more get HTTP 429 at once. 0: no limit (behind a proxy every client has the proxy's address).
+    public var maxConnectionsPerAddress: Int
+    /// Most bytes of routed texts queued on one connection and not yet taken by its socket; a connection that
+    /// passes it is closed as a slow consumer (1013, `slow_consumer`). 8 MiB by default: room for bursts to a
+    /// listener that reads, while 100 stalled connections cost under 1 GiB.
+    public var maxQueuedBytes: Int
+    /// Most routed texts queued on one connection (each costs a frame's overhead besides its bytes).
+    public var maxQueuedTexts: Int
+    /// Echo every message back instead of serving (`--echo`, for WebSocket conformance suites such as Autobahn).
+    public var echo: Bool
 
     /// A configuration with the documented defaults.
     public init(
@@ -43,7 +54,11 @@ public struct ServerConfiguration: Sendable {
         maxFileSize: UInt64 = 1 << 40,
         partialTTL: Double = 7 * 86400,
         threads: Int = System.coreCount,
-        tls: ServerTLSSettings? = nil
+        tls: ServerTLSSettings? = nil,
+        maxConnectionsPerAddress: Int = 1000,
+        maxQueuedBytes: Int = 8 << 20,
+        maxQueuedTexts: Int = 10_000,
+        echo: Bool = false
     ) {
         self.host = host
         self.port = port
@@ -58,6 +73,10 @@ public struct ServerConfiguration: Sendable {
         self.partialTTL = partialTTL
         self.threads = threads
         self.tls = tls
+        self.maxConnectionsPerAddress = maxConnectionsPerAddress
+        self.maxQueuedBytes = maxQueuedBytes
+        self.maxQueuedTexts = maxQueuedTexts
+        self.echo = echo
     }
 
     /// The largest WebSocket frame the decoder accepts: a whole text message plus header room.

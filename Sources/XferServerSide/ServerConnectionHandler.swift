@@ -30,6 +30,13 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private var needsFlush = false
     private var registered = false
     private var endReason: (reason: String, code: UInt16?, message: String?)?
+    /// Texts routed to this connection, counted until its socket takes them (`--max-queued-bytes/-texts`).
+    private let outbound: OutboundQueueBox
+    /// Reading is paused while the upload's disk queue is full.
+    private var pausedByUpload = false
+    /// Reading is paused while the socket does not take what we write (a peer that does not read): a flood of
+    /// messages whose statuses it never reads cannot grow the server.
+    private var pausedByWrites = false
 
     init(
         mode: ServerConnectionStateMachine.Mode,
@@ -44,6 +51,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         self.peer = peer
         self.handshakeDeadline = handshakeDeadline
         self.fragments = FragmentReassembler(maxMessageBytes: server.configuration.maxTextBytes)
+        self.outbound = OutboundQueueBox(
+            maxBytes: server.configuration.maxQueuedBytes,
+            maxTexts: server.configuration.maxQueuedTexts
+        )
         self.heartbeat = HeartbeatTimer(
             intervalSeconds: server.configuration.pingInterval,
             timeoutSeconds: server.configuration.pingTimeout
@@ -106,6 +117,21 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         self.inRead = true
         let frame = self.unwrapInboundIn(data)
         self.heartbeat.frameReceived()
+        guard !self.machineClosing || frame.opcode == .connectionClose else {
+            // Closing: only the peer's close frame matters now (RFC 6455 section 7.1.1).
+            return
+        }
+        if frame.rsv1 || frame.rsv2 || frame.rsv3 {
+            // RFC 6455 section 5.2: a nonzero RSV bit without a negotiated extension fails the connection.
+            return self.fail(
+                .protocolError,
+                "frame with RSV bits set, but no extension was negotiated (RFC 6455 section 5.2)"
+            )
+        }
+        if frame.maskKey == nil {
+            // RFC 6455 section 5.1: a server closes the connection on an unmasked frame from a client.
+            return self.fail(.protocolError, "client frames must be masked (RFC 6455 section 5.1)")
+        }
         switch frame.opcode {
         case .text, .binary, .continuation:
             switch self.fragments.receive(opcode: frame.opcode, fin: frame.fin, data: self.unmasked(frame)) {
@@ -157,6 +183,25 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     func channelReadComplete(context: ChannelHandlerContext) {
         self.inRead = false
         self.flushPending()
+        if !context.channel.isWritable && !self.pausedByWrites {
+            self.pausedByWrites = true
+            self.updateReading(context: context)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable && self.pausedByWrites {
+            self.pausedByWrites = false
+            self.updateReading(context: context)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Reads while neither the upload's disk queue nor the socket's outbound buffer is full.
+    private func updateReading(context: ChannelHandlerContext) {
+        let reading = !self.pausedByUpload && !self.pausedByWrites
+        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: reading)
+        if reading { context.read() }
     }
 
     private func messageReceived(opcode: WebSocketOpcode, data: ByteBuffer) {
@@ -175,8 +220,18 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 return self.fail(.invalidUTF8, "text frame is not valid UTF-8")
             }
             action = self.machine.textReceived(text, isKnownZone: isKnownZone)
-            self.perform(action, text: text)
+            self.perform(action, text: text, frameBuffer: data)
         } else {
+            switch self.machine.binaryReceived() {
+            case .decode:
+                break
+            case .echo:
+                return self.echo(opcode: .binary, data: data)
+            case .fail(let code, let message):
+                return self.fail(code, message)
+            case .ignore:
+                return
+            }
             let message: WireMessage
             do {
                 message = try WireMessage.decode(data)
@@ -220,7 +275,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 kind: session.role,
                 name: session.name,
                 resume: session.resume,
-                inbox: ChannelInbox(channel: context.channel, plain: self.machine.mode == .plain)
+                inbox: ChannelInbox(channel: context.channel, plain: self.machine.mode == .plain, queue: self.outbound)
             )
             self.registered = true
             self.appendEvent(
@@ -293,6 +348,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 }
         case .upload(let message):
             self.uploadReceiver(context: context).received(message, frameBuffer: frameBuffer)
+        case .echo:
+            if let frameBuffer { self.echo(opcode: text == nil ? .binary : .text, data: frameBuffer) }
         case .fail(let code, let message):
             self.fail(code, message)
         case .ignore:
@@ -319,9 +376,9 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 self.appendEvent(event)
                 if self.pendingEvents.count > 0 && !self.inRead { self.flushPending() }
             },
-            setReading: { reading in
-                channel.setOption(ChannelOptions.autoRead, value: reading).whenComplete { _ in }
-                if reading { channel.read() }
+            setReading: { [unowned self] reading in
+                self.pausedByUpload = !reading
+                if let context = self.context { self.updateReading(context: context) }
             }
         )
         self.upload = upload
@@ -329,6 +386,13 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     private var inRead = false
+
+    /// Echo mode: sends a message back as one frame of the same kind.
+    private func echo(opcode: WebSocketOpcode, data: ByteBuffer) {
+        guard let context = self.context else { return }
+        context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: opcode, data: data)), promise: nil)
+        self.needsFlush = true
+    }
 
     private func queueOK(_ id: UInt64) {
         if self.machine.mode == .plain {
@@ -419,8 +483,27 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
     private func closeReceived(_ frame: WebSocketFrame) {
         guard let context = self.context else { return }
-        var data = self.unmasked(frame)
-        let code = data.readInteger(as: UInt16.self)
+        let code: UInt16?
+        switch ClosePayload.parse(self.unmasked(frame).readableBytesView) {
+        case .valid(let valid, _):
+            code = valid
+        case .invalid(let errorCode, let message):
+            // A malformed close is answered with 1002 or 1007 instead of an echo, and the socket closes at once.
+            let closeCode = XferError.closeCode(for: errorCode)
+            if case .echoAndClose = self.machine.closeReceived(code: nil) {
+                self.endReason = self.endReason ?? ("error", closeCode, message)
+                self.appendEvent(.error(code: errorCode.rawValue, message: message, client: self.clientID))
+                var body = context.channel.allocator.buffer(capacity: 2)
+                body.writeInteger(closeCode)
+                self.flushPending()
+                context.writeAndFlush(
+                    self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: body))
+                ).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            } else {
+                context.close(promise: nil)
+            }
+            return
+        }
         switch self.machine.closeReceived(code: code) {
         case .echoAndClose(let code):
             if self.endReason == nil {
@@ -453,10 +536,14 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         self.machineClosing = true
         if let errorCode, let message {
             self.appendEvent(.error(code: errorCode.rawValue, message: message, client: self.clientID))
-            if self.machine.mode == .xfer {
+            switch self.machine.mode {
+            case .xfer:
                 self.writeControl(.error(code: errorCode.rawValue, message: message))
-            } else {
+            case .plain:
                 self.writePlain(.error(code: errorCode.rawValue, message: message), context: context)
+            case .echo:
+                // An echo peer gets nothing but its own messages back: the close frame says it all.
+                break
             }
         }
         if self.endReason == nil {
@@ -481,7 +568,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private var machineClosing = false
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is UploadSupersededEvent {
+        if let slow = event as? SlowConsumerEvent {
+            self.fail(
+                .slowConsumer,
+                "this connection did not read its texts: \(slow.queuedTexts) texts (\(slow.queuedBytes) bytes) were waiting, the limit is \(self.server.configuration.maxQueuedTexts) texts or \(self.server.configuration.maxQueuedBytes) bytes; reconnect (a named listener gets the held texts)"
+            )
+        } else if event is UploadSupersededEvent {
             self.fail(.superseded, "a newer connection took this upload over (the same upload runs elsewhere)")
         } else if event is ServerShutdownEvent {
             self.startClose(code: 1001, reason: "shutdown", errorCode: nil, message: "server shutting down")

@@ -17,6 +17,8 @@ final class ServerContext: Sendable {
     /// Buffers that upload blocks are unmasked into, shared by all connections and reused once a block is written
     /// and hashed (a fresh 1 MiB buffer per block cost 50 thousand page faults per GiB).
     let blockBuffers = BufferPool(capacity: UploadOffer.defaultBlockSize + 4096, limit: 24)
+    /// Open connections per client address (`--max-connections-per-address`).
+    let addresses: AddressLimiter
 
     init(
         configuration: ServerConfiguration,
@@ -28,6 +30,7 @@ final class ServerContext: Sendable {
         isKnownZone: @escaping @Sendable (String) -> Bool
     ) {
         self.routes = routes
+        self.addresses = AddressLimiter(limit: configuration.maxConnectionsPerAddress)
         self.configuration = configuration
         self.registry = registry
         self.router = router

@@ -21,6 +21,16 @@ enum UpgradePolicy {
     }
 
     static func decide(head: HTTPRequestHead, configuration: ServerConfiguration) -> Decision {
+        // RFC 6455 section 4.1: the opening handshake is an HTTP/1.1 (or later) GET request.
+        guard head.method == .GET else {
+            return .refuse(.badRequest, "a WebSocket upgrade must be a GET request, not \(head.method.rawValue)")
+        }
+        guard head.version.major > 1 || (head.version.major == 1 && head.version.minor >= 1) else {
+            return .refuse(
+                .badRequest,
+                "a WebSocket upgrade needs HTTP/1.1 or later, not HTTP/\(head.version.major).\(head.version.minor)"
+            )
+        }
         if let token = configuration.token {
             let presented: String?
             if let header = head.headers.first(name: "authorization"), header.lowercased().hasPrefix("bearer ") {

@@ -65,6 +65,7 @@ public final class XferServer: Sendable {
 
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    guard Self.admit(channel: channel, server: context, tls: sslContext != nil) else { return }
                     if let sslContext {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
                     }
@@ -155,6 +156,33 @@ public final class XferServer: Sendable {
         return routes
     }
 
+    /// Counts a new TCP connection under its address; one over `--max-connections-per-address` gets HTTP 429
+    /// (without TLS; a TLS peer only sees the socket close) and is closed before anything else is set up.
+    private static func admit(channel: Channel, server: ServerContext, tls: Bool) -> Bool {
+        let address = AddressLimiter.key(channel)
+        guard server.addresses.open(address) else {
+            if tls {
+                channel.close(promise: nil)
+                return false
+            }
+            let body = HTTPRoutes.Response.error(
+                .tooManyRequests,
+                code: XferError.Code.tooManyConnections.rawValue,
+                message:
+                    "\(address) already has \(server.addresses.limit) connections to this server (--max-connections-per-address); close some or try again later"
+            ).body
+            var buffer = channel.allocator.buffer(capacity: 160 + body.count)
+            buffer.writeString(
+                "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+            )
+            buffer.writeBytes(body)
+            channel.writeAndFlush(buffer).whenComplete { _ in channel.close(promise: nil) }
+            return false
+        }
+        channel.closeFuture.whenComplete { _ in server.addresses.close(address) }
+        return true
+    }
+
     private static func initializeConnection(channel: Channel, server: ServerContext) throws {
         let configuration = server.configuration
         let slot = ConnectionSlot()
@@ -199,7 +227,7 @@ public final class XferServer: Sendable {
                     upgradeTimer.cancel()
                     slot.handedOver = true
                     let mode: ServerConnectionStateMachine.Mode =
-                        UpgradePolicy.offersXfer(head) ? .xfer : .plain
+                        configuration.echo ? .echo : UpgradePolicy.offersXfer(head) ? .xfer : .plain
                     let peer = channel.remoteAddress.map(Self.describe) ?? "unknown"
                     let handler = ServerConnectionHandler(
                         mode: mode,
@@ -218,7 +246,8 @@ public final class XferServer: Sendable {
         )
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
             withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }),
-            withErrorHandling: true
+            // HTTPFallbackHandler answers malformed requests itself: 431 for oversized headers, 400 otherwise.
+            withErrorHandling: false
         )
         try channel.pipeline.syncOperations.addHandler(fallback)
     }

@@ -62,6 +62,33 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(
         name: .long,
+        help: ArgumentHelp(
+            "Most connections from one client address, idle and unfinished ones included; more get HTTP 429 (0: no limit).",
+            valueName: "n"
+        )
+    )
+    var maxConnectionsPerAddress: Int = 1000
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Most bytes of texts queued for one connection that does not read; past it the connection is closed as a slow consumer (1013). Suffixes K, M, G.",
+            valueName: "size"
+        )
+    )
+    var maxQueuedBytes: String = "8M"
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Most texts queued for one connection that does not read (then as above).", valueName: "n")
+    )
+    var maxQueuedTexts: Int = 10_000
+
+    @Flag(name: .long, help: .hidden)
+    var echo = false
+
+    @Option(
+        name: .long,
         help: ArgumentHelp("Seconds a client has from connecting to sending a valid timezone.", valueName: "seconds")
     )
     var handshakeTimeout: Double = 10
@@ -104,6 +131,13 @@ struct ServeCommand: AsyncParsableCommand {
         guard self.maxTextBytes > 0, self.maxTextBytes <= 64 << 20 else {
             throw ValidationError("--max-text-bytes must be between 1 and 67108864")
         }
+        guard self.maxConnectionsPerAddress >= 0 else {
+            throw ValidationError("--max-connections-per-address must be 0 (no limit) or more")
+        }
+        guard let queued = ByteSize.parse(self.maxQueuedBytes), queued <= Int.max else {
+            throw ValidationError("--max-queued-bytes must be a number of bytes, optionally with K, M or G, e.g. 8M")
+        }
+        guard self.maxQueuedTexts > 0 else { throw ValidationError("--max-queued-texts must be at least 1") }
         guard self.handshakeTimeout > 0 else { throw ValidationError("--handshake-timeout must be positive") }
         guard ByteSize.parse(self.maxFileSize) != nil else {
             throw ValidationError("--max-file-size must be a number of bytes, optionally with K, M, G or T, e.g. 10G")
@@ -130,7 +164,11 @@ struct ServeCommand: AsyncParsableCommand {
             partialTTL: self.keepPartial * 86400,
             tls: self.tlsCert.flatMap { cert in
                 self.tlsKey.map { ServerTLSSettings(certificateFile: cert, keyFile: $0) }
-            }
+            },
+            maxConnectionsPerAddress: self.maxConnectionsPerAddress,
+            maxQueuedBytes: Int(ByteSize.parse(self.maxQueuedBytes) ?? (8 << 20)),
+            maxQueuedTexts: self.maxQueuedTexts,
+            echo: self.echo
         )
         let sink = FileDescriptorSink()
         let server = XferServer(

@@ -11,8 +11,9 @@ import Testing
 final class RecordingInbox: TextInbox {
     let texts = Mutex<[(seq: UInt64, from: String, text: String)]>([])
 
-    func deliver(seq: UInt64, from: String, text: String) {
+    func deliver(seq: UInt64, from: String, text: String) -> Bool {
         self.texts.withLock { $0.append((seq, from, text)) }
+        return true
     }
 
     let missedCounts = Mutex<[(since: UInt64, count: UInt64)]>([])

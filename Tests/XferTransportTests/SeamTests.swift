@@ -308,9 +308,10 @@ final class DyingInbox: TextInbox, @unchecked Sendable {
         self.client = client
     }
 
-    func deliver(seq: UInt64, from: String, text: String) {
+    func deliver(seq: UInt64, from: String, text: String) -> Bool {
         self.texts.withLock { $0.append(text) }
         self.router?.left(client: self.client)
+        return true
     }
 
     func missed(since: UInt64, count: UInt64) {}

@@ -437,7 +437,7 @@ import XferEvents
         harness.channel.embeddedEventLoop.advanceTime(by: .seconds(1))
         #expect(try harness.sentFrames().map(\.opcode) == [.ping], "pings repeat every interval")
 
-        try harness.send(WebSocketFrame(fin: true, opcode: .pong, data: payload))
+        try harness.send(.masked(fin: true, opcode: .pong, data: payload))
         let ping = try #require(try harness.events.events("ping").first)
         #expect(ping["client"] as? Int == 1)
         let rtt = try #require(ping["rtt_ms"] as? Double)

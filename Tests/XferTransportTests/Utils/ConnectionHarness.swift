@@ -141,19 +141,27 @@ extension WebSocketFrame {
 
     /// A binary frame holding `message`.
     static func binary(_ message: WireMessage) -> WebSocketFrame {
-        WebSocketFrame(fin: true, opcode: .binary, data: message.encoded())
+        .masked(fin: true, opcode: .binary, data: message.encoded())
+    }
+
+    /// A frame as a client sends it: masked (RFC 6455 section 5.1; the server refuses unmasked ones).
+    static func masked(fin: Bool, opcode: WebSocketOpcode, data: ByteBuffer) -> WebSocketFrame {
+        let key: WebSocketMaskingKey = [0x1F, 0x2E, 0x3D, 0x4C]
+        var masked = data
+        masked.webSocketMask(key)
+        return WebSocketFrame(fin: fin, opcode: opcode, maskKey: key, data: masked)
     }
 
     /// A frame with `opcode` and raw `bytes`.
     static func bytes(_ opcode: WebSocketOpcode, _ bytes: [UInt8], fin: Bool = true) -> WebSocketFrame {
-        WebSocketFrame(fin: fin, opcode: opcode, data: ByteBuffer(bytes: bytes))
+        .masked(fin: fin, opcode: opcode, data: ByteBuffer(bytes: bytes))
     }
 
     /// A close frame with `code` in its body.
     static func close(_ code: UInt16) -> WebSocketFrame {
         var body = ByteBuffer()
         body.writeInteger(code)
-        return WebSocketFrame(fin: true, opcode: .connectionClose, data: body)
+        return .masked(fin: true, opcode: .connectionClose, data: body)
     }
 
     /// The payload as a string (for text frames).
