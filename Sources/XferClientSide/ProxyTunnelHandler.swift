@@ -60,12 +60,13 @@ final class ProxyTunnelHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        // Before the tunnel is up, an error here is the proxy connection's; closing reports it as a failed tunnel.
-        if case .fail(let code, let message) = self.machine.channelInactive() {
-            self.fail(XferError(code, "\(message) (\(XferClient.describe(error)))"), context: context)
-            return
+        // Before the tunnel is up, an error here is the proxy connection's: the tunnel failed.
+        switch self.machine.errorCaught(XferClient.describe(error)) {
+        case .fail(let code, let message):
+            self.fail(XferError(code, message), context: context)
+        case .none:
+            context.fireErrorCaught(error)
         }
-        context.fireErrorCaught(error)
     }
 
     private func perform(_ action: ProxyTunnelStateMachine.FailureAction, context: ChannelHandlerContext) {

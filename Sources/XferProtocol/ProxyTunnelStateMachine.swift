@@ -125,6 +125,17 @@ public struct ProxyTunnelStateMachine: Sendable {
         )
     }
 
+    /// The connection to the proxy failed (reset, or an error a handler raised) before the tunnel was up;
+    /// `description` says how.
+    public mutating func errorCaught(_ description: String) -> FailureAction {
+        guard case .awaitingAnswer = self.state else { return .none }
+        self.state = .failed
+        return .fail(
+            .proxyFailed,
+            "connection to proxy \(self.proxy) failed before it answered CONNECT \(self.target): \(description)"
+        )
+    }
+
     /// The proxy took longer than the connect timeout (`seconds`) to answer.
     public mutating func timedOut(after seconds: Double) -> FailureAction {
         guard case .awaitingAnswer = self.state else { return .none }

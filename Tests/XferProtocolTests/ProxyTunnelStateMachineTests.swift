@@ -92,6 +92,18 @@ import XferProtocol
             return
         }
         #expect(late.contains("within 10.0 s"))
+        var reset = try Self.machine()
+        _ = reset.channelActive()
+        guard case .fail(.proxyFailed, let failed) = reset.errorCaught("connection reset by peer") else {
+            Issue.record("an error before the answer was not a failure")
+            return
+        }
+        #expect(failed.contains("http://proxy:3128") && failed.contains("connection reset by peer"))
+        #expect(reset.channelInactive() == .none)
+        var established = try Self.machine()
+        _ = established.channelActive()
+        _ = established.bytesReceived(Array("HTTP/1.1 200 OK\r\n\r\n".utf8))
+        #expect(established.errorCaught("late") == .none)
         var endless = ProxyTunnelStateMachine(
             proxy: try ProxyURL(parsing: "proxy", source: "--proxy"),
             target: "h:1",
