@@ -28,6 +28,8 @@ public struct ClientConfiguration: Sendable {
     public var maxFrameSize: Int
     /// How a `wss://` server is verified (ignored for `ws://`).
     public var tls: ClientTLSSettings
+    /// The HTTP proxy to tunnel through (`CONNECT`), or nil to connect directly (see `ProxyChoice`).
+    public var proxy: ProxyURL?
 
     /// A configuration with the documented defaults.
     public init(
@@ -42,7 +44,8 @@ public struct ClientConfiguration: Sendable {
         pingTimeout: Double = 60,
         connectTimeout: Double = 10,
         maxFrameSize: Int = 16 << 20,
-        tls: ClientTLSSettings = ClientTLSSettings()
+        tls: ClientTLSSettings = ClientTLSSettings(),
+        proxy: ProxyURL? = nil
     ) {
         self.server = server
         self.token = token
@@ -56,6 +59,7 @@ public struct ClientConfiguration: Sendable {
         self.connectTimeout = connectTimeout
         self.maxFrameSize = maxFrameSize
         self.tls = tls
+        self.proxy = proxy
     }
 
     /// The `hello` this configuration opens its sessions with.

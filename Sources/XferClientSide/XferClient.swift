@@ -32,6 +32,17 @@ public enum XferClient {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let proxy = configuration.proxy {
+                        // The tunnel first: TLS (with the server's name) and the upgrade run inside it.
+                        try channel.pipeline.syncOperations.addHandler(
+                            ProxyTunnelHandler(
+                                proxy: proxy,
+                                server: server,
+                                timeout: configuration.connectTimeout,
+                                outcome: outcome
+                            )
+                        )
+                    }
                     if let sslContext {
                         // TLS first: the HTTP upgrade and every frame after it travel inside it.
                         let tls = try configuration.tls.makeHandler(context: sslContext, server: server)
@@ -83,6 +94,21 @@ public enum XferClient {
                     try channel.pipeline.syncOperations.addHandler(requestHandler)
                 }
             }
+        if let proxy = configuration.proxy {
+            bootstrap.connect(host: proxy.host, port: proxy.port).whenFailure { error in
+                outcome.complete(
+                    .failed(
+                        XferError(
+                            .proxyFailed,
+                            "cannot connect to proxy \(proxy) (for \(server)): \(Self.describe(error)); check --proxy "
+                                + "or the *_PROXY variables, or list the server's host in NO_PROXY"
+                        ),
+                        afterWelcome: false
+                    )
+                )
+            }
+            return outcome.futureResult
+        }
         bootstrap.connect(host: server.host, port: server.port).whenFailure { error in
             outcome.complete(
                 .failed(

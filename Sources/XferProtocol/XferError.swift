@@ -21,6 +21,8 @@ public struct XferError: Error, Sendable, CustomStringConvertible {
         public static let tlsFailed = Code(rawValue: "tls_failed")
         /// No TCP connection could be made.
         public static let serverUnreachable = Code(rawValue: "server_unreachable")
+        /// The HTTP proxy could not be reached, or refused or failed the `CONNECT` tunnel to the server.
+        public static let proxyFailed = Code(rawValue: "proxy_failed")
         /// The connection broke before the work was done.
         public static let connectionLost = Code(rawValue: "connection_lost")
         /// The peer did not follow the protocol.
@@ -106,7 +108,7 @@ public struct XferError: Error, Sendable, CustomStringConvertible {
             .integrityFailed, .fileTooLarge, .badName, .unsupportedData:
             return 65
         case .inputUnreadable: return 66
-        case .serverUnreachable, .connectionLost, .timeout, .handshakeTimeout, .tlsFailed: return 69
+        case .serverUnreachable, .connectionLost, .timeout, .handshakeTimeout, .tlsFailed, .proxyFailed: return 69
         case .serverFull, .shutdown, .diskFull, .storageFailed, .superseded, .busy, .slowConsumer, .tooManyConnections:
             return 75
         case .replayWindowExceeded: return 69

@@ -41,6 +41,15 @@ struct ClientOptions: ParsableArguments {
     )
     var insecure = false
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "HTTP proxy to tunnel through with CONNECT: http://[user:password@]host:port; \"\" for none (default: https_proxy/HTTPS_PROXY for wss://, http_proxy/HTTP_PROXY for ws://; NO_PROXY is honoured; see \"Through a proxy\" in README.md and xfer(1)).",
+            valueName: "url"
+        )
+    )
+    var proxy: String?
+
     @OptionGroup var heartbeat: HeartbeatOptions
 
     /// How to verify a `wss://` server: `--insecure`, `--tls-ca` or XFER_TLS_CA, else the system's roots.
@@ -58,8 +67,17 @@ struct ClientOptions: ParsableArguments {
             role: role,
             pingInterval: self.heartbeat.pingInterval,
             pingTimeout: self.heartbeat.pingTimeout,
-            tls: self.tlsSettings
+            tls: self.tlsSettings,
+            proxy: self.proxyChoice(for: server).flatMap { choice in
+                if case .through(let proxy) = choice { return proxy }
+                return nil
+            }
         )
+    }
+
+    /// The proxy for `server` from `--proxy` or the environment (`validate()` has checked that it parses).
+    func proxyChoice(for server: ServerURL) -> ProxyChoice? {
+        try? ProxyChoice.resolve(option: self.proxy, environment: ProcessInfo.processInfo.environment, server: server)
     }
 
     /// The server URL from the option, the environment, or the default.
@@ -82,6 +100,18 @@ struct ClientOptions: ParsableArguments {
     func validate() throws {
         if let server = self.server {
             do { _ = try ServerURL(parsing: server) } catch { throw ValidationError(error.message) }
+        }
+        // A bad XFER_SERVER is reported when the command runs; a bad proxy URL is a usage error now.
+        if let server = try? self.serverURL() {
+            do {
+                _ = try ProxyChoice.resolve(
+                    option: self.proxy,
+                    environment: ProcessInfo.processInfo.environment,
+                    server: server
+                )
+            } catch {
+                throw ValidationError(error.message)
+            }
         }
         if self.insecure && self.tlsCA != nil {
             throw ValidationError("use either --tls-ca FILE (verify against that CA) or --insecure (no verification)")

@@ -15,7 +15,9 @@ struct ServeCommand: AsyncParsableCommand {
             and get a JSON status ({"ok":true,"id":N}) for each; texts sent to them arrive as JSON \
             ({"from":"server","seq":N,"text":"..."}). Commands on stdin, one JSON object per line: \
             {"cmd":"send","to":"NAME or client id","text":"..."}, {"cmd":"broadcast","text":"..."}, {"cmd":"clients"}. \
-            SIGINT or SIGTERM closes every client with 1001 and exits 0.
+            SIGINT or SIGTERM closes every client with 1001 and exits 0. \
+            Under systemd (Type=notify) it sends READY=1 to NOTIFY_SOCKET once it listens: see examples/xfer.service \
+            and "Run as a systemd service" in README.md.
             """
     )
 
@@ -176,8 +178,11 @@ struct ServeCommand: AsyncParsableCommand {
             sink: sink,
             router: LocalMessageRouter(holdSeconds: self.holdSeconds, maxHeldPerName: self.holdMessages)
         )
-        _ = try await server.start()
+        let port = try await server.start()
+        let systemd = SystemdNotifier()
+        systemd.ready(host: self.host, port: port)
         let stopped = SignalWatcher.onTermination {
+            systemd.stopping()
             await server.shutdown()
         }
         ServeCommandInterpreter(registry: server.registry, router: server.router, sink: sink, loop: server.eventLoop)

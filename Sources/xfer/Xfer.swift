@@ -14,7 +14,8 @@ struct Xfer: AsyncParsableCommand {
         abstract: "Move text and files between scripts over WebSocket, with JSON-lines events.",
         discussion: """
             Every event is one JSON object per line on stdout; human diagnostics go to stderr. \
-            See xfer(1) for events and exit codes, and xfer-protocol(7) for the wire protocol.
+            See xfer(1) for events and exit codes, and xfer-protocol(7) for the wire protocol. \
+            README.md says how to install it (make install), run it under systemd, and reach a server through a proxy.
             """,
         version: XferVersion.current,
         subcommands: [ServeCommand.self, SendCommand.self, ListenCommand.self, UploadCommand.self]
