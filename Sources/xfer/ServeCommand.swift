@@ -15,7 +15,9 @@ struct ServeCommand: AsyncParsableCommand {
             and get a JSON status ({"ok":true,"id":N}) for each; texts sent to them arrive as JSON \
             ({"from":"server","seq":N,"text":"..."}). Commands on stdin, one JSON object per line: \
             {"cmd":"send","to":"NAME or client id","text":"..."}, {"cmd":"broadcast","text":"..."}, {"cmd":"clients"}. \
-            SIGINT or SIGTERM closes every client with 1001 and exits 0.
+            SIGINT or SIGTERM closes every client with 1001 and exits 0. \
+            On the same port: GET /health, GET /metrics (Prometheus) and GET / (a browser page to send, \
+            receive and upload); see "Metrics" and "Browser page" in xfer(1) and the README.
             """
     )
 
@@ -132,10 +134,13 @@ struct ServeCommand: AsyncParsableCommand {
                 self.tlsKey.map { ServerTLSSettings(certificateFile: cert, keyFile: $0) }
             }
         )
-        let sink = FileDescriptorSink()
+        // Every event goes to stdout and to the counts behind GET /metrics.
+        let metrics = MetricsEventSink()
+        let sink = FanOutEventSink([FileDescriptorSink(), metrics])
         let server = XferServer(
             configuration: configuration,
             sink: sink,
+            metrics: metrics,
             router: LocalMessageRouter(holdSeconds: self.holdSeconds, maxHeldPerName: self.holdMessages)
         )
         _ = try await server.start()
