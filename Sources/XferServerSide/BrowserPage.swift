@@ -558,6 +558,7 @@ enum BrowserPage {
                 let resumedFrom = 0;
                 let busy = false;
                 let finished = false;
+                let digest = null;
                 let done = false;
                 let retries = 0;
                 const note = () => (resumedFrom > 0 ? ", resumed from " + resumedFrom : "");
@@ -591,7 +592,9 @@ enum BrowserPage {
                         }
                         if (!done && !finished && acked === size) {
                             finished = true;
-                            ws.send(new Writer(0x15).u64(size).raw(hasher.digest()).bytes());
+                            const sha = hasher.digest();
+                            digest = hex(sha);
+                            ws.send(new Writer(0x15).u64(size).raw(sha).bytes());
                         }
                     } catch (error) {
                         fail(String(error.message || error));
@@ -639,7 +642,7 @@ enum BrowserPage {
                         }
                         break;
                     case "saved":
-                        if (message.size !== size || message.sha256 !== hex(hasher.digest())) {
+                        if (message.size !== size || message.sha256 !== digest) {
                             fail("the server saved something else than this file");
                             return;
                         }
