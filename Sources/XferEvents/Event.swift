@@ -19,6 +19,8 @@ public enum EventKind: String, Sendable, CaseIterable {
     case reconnecting
     /// The result of a command read on `serve`'s stdin.
     case sent
+    /// The routing result of a text a client asked the server to relay (`xfer send --to/--all`).
+    case relayed
     /// The answer to a `clients` command on `serve`'s stdin.
     case clients
     /// Upload progress: `name`, `bytes`, `total` (null for a stream).
@@ -200,14 +202,36 @@ extension Event {
         )
     }
 
-    /// Upload progress of `name`: `bytes` verified so far of `total` (nil for a stream).
-    public static func progress(name: String, bytes: UInt64, total: UInt64?, client: Int?, upload: String) -> Event {
+    /// Upload progress of `name`: `bytes` verified so far of `total` (nil for a stream). On the server,
+    /// `wireBytes` counts the block payload bytes this connection has received (compressed or not).
+    public static func progress(
+        name: String,
+        bytes: UInt64,
+        total: UInt64?,
+        client: Int?,
+        upload: String,
+        wireBytes: UInt64? = nil
+    ) -> Event {
         Event(
             .progress,
             [
                 ("name", .string(name)), ("bytes", .int(Int64(bytes))),
                 ("total", total.map { .int(Int64($0)) } ?? .null),
                 ("client", client.map { .int(Int64($0)) }), ("upload", .string(upload)),
+                ("wire_bytes", wireBytes.map { .int(Int64($0)) }),
+            ]
+        )
+    }
+
+    /// The router answered for text `id` of `client`, relayed to `to` (a listener name, or `*` for everyone):
+    /// `delivered` listeners got it and `held` copies wait for listeners that are away; `code` when it failed.
+    public static func relayed(client: Int, id: UInt64, to: String, delivered: Int, held: Int, code: String?) -> Event {
+        Event(
+            .relayed,
+            [
+                ("client", .int(Int64(client))), ("id", .int(Int64(id))), ("to", .string(to)),
+                ("ok", .bool(code == nil)), ("delivered", .int(Int64(delivered))), ("held", .int(Int64(held))),
+                ("code", code.map(JSONScalar.string)),
             ]
         )
     }

@@ -14,6 +14,13 @@ struct HTTPRoutes: Sendable {
         /// The body.
         var body: [UInt8]
 
+        /// An answer of `contentType` holding `body`.
+        init(status: HTTPResponseStatus, contentType: String, body: [UInt8]) {
+            self.status = status
+            self.contentType = contentType
+            self.body = body
+        }
+
         /// A JSON answer; a newline ends the body, so that `curl` output ends its line.
         init(status: HTTPResponseStatus, json: String) {
             self.status = status

@@ -344,6 +344,16 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                                 "no listener named \"\(name)\" has connected within the last \(Int(holdSeconds)) s: start `xfer listen --name \(name)` first"
                         )
                     }
+                    self.appendEvent(
+                        .relayed(
+                            client: self.clientID,
+                            id: id,
+                            to: name,
+                            delivered: Int(status.delivered),
+                            held: Int(status.held),
+                            code: status.ok ? nil : status.code
+                        )
+                    )
                     self.routed(status)
                 }
         case .upload(let message):

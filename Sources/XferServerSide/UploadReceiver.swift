@@ -37,6 +37,8 @@ final class UploadReceiver: @unchecked Sendable {
     private var machine: UploadReceiverStateMachine
     /// The claim on the upload id, once the offer was valid.
     private var claim: UploadClaim?
+    /// Block payload bytes received on this connection, compressed or not (for `progress.wire_bytes`).
+    private var wireBytes: UInt64 = 0
     /// Touched only on `io`.
     private let work: IOState
 
@@ -194,6 +196,7 @@ final class UploadReceiver: @unchecked Sendable {
     // MARK: Blocks
 
     private func blockReceived(_ block: WireMessage.Block, frameBuffer: ByteBuffer?) {
+        self.wireBytes += UInt64(block.payload.readableBytes)
         switch self.machine.blockReceived(offset: block.offset, rawLength: block.rawLength) {
         case .write(let pauseReading):
             if pauseReading { self.setReading(false) }
@@ -383,7 +386,8 @@ final class UploadReceiver: @unchecked Sendable {
             bytes: progress.bytes,
             total: progress.total,
             client: self.clientID,
-            upload: progress.upload
+            upload: progress.upload,
+            wireBytes: self.wireBytes
         )
     }
 

@@ -20,10 +20,12 @@ public final class XferServer: Sendable {
     private let channelBox = Mutex<Channel?>(nil)
 
     /// A server with `configuration`, writing events to `sink`, routing texts through `router`; uploads go to
-    /// `store` (by default a `LocalUploadStore` on the configured directory).
+    /// `store` (by default a `LocalUploadStore` on the configured directory). `GET /metrics` serves `metrics`,
+    /// which counts the events it is given: put it in `sink` (a `FanOutEventSink`) too.
     public init(
         configuration: ServerConfiguration,
         sink: any EventSink,
+        metrics: MetricsEventSink? = nil,
         registry: ClientRegistry = ClientRegistry(),
         router: any MessageRouter = LocalMessageRouter(),
         store: UploadStore? = nil
@@ -35,7 +37,7 @@ public final class XferServer: Sendable {
             sink: sink,
             store: store
                 ?? LocalUploadStore(directory: configuration.directory, maxFileSize: configuration.maxFileSize),
-            routes: Self.routes(registry: registry),
+            routes: Self.routes(registry: registry, metrics: metrics),
             isKnownZone: { TimeZone(identifier: $0) != nil }
         )
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.threads))
@@ -144,8 +146,8 @@ public final class XferServer: Sendable {
         try? await listener?.closeFuture.get()
     }
 
-    /// The plain HTTP routes every server answers: `GET /health`.
-    static func routes(registry: ClientRegistry) -> HTTPRoutes {
+    /// The plain HTTP routes every server answers: `GET /health`, `GET /metrics` (with `metrics`) and `GET /`.
+    static func routes(registry: ClientRegistry, metrics: MetricsEventSink? = nil) -> HTTPRoutes {
         var routes = HTTPRoutes()
         routes.add(.GET, "/health") { _ in
             HTTPRoutes.Response(
@@ -153,6 +155,7 @@ public final class XferServer: Sendable {
                 json: #"{"ok":true,"status":"ok","version":"\#(XferVersion.current)","clients":\#(registry.count)}"#
             )
         }
+        routes.addOperations(metrics: metrics)
         return routes
     }
 

@@ -17,7 +17,9 @@ struct ServeCommand: AsyncParsableCommand {
             {"cmd":"send","to":"NAME or client id","text":"..."}, {"cmd":"broadcast","text":"..."}, {"cmd":"clients"}. \
             SIGINT or SIGTERM closes every client with 1001 and exits 0. \
             Under systemd (Type=notify) it sends READY=1 to NOTIFY_SOCKET once it listens: see examples/xfer.service \
-            and "Run as a systemd service" in README.md.
+            and "Run as a systemd service" in README.md. \
+            On the same port: GET /health, GET /metrics (Prometheus) and GET / (a browser page to send, \
+            receive and upload); see "Metrics" and "Browser page" in xfer(1) and the README.
             """
     )
 
@@ -172,10 +174,13 @@ struct ServeCommand: AsyncParsableCommand {
             maxQueuedTexts: self.maxQueuedTexts,
             echo: self.echo
         )
-        let sink = FileDescriptorSink()
+        // Every event goes to stdout and to the counts behind GET /metrics.
+        let metrics = MetricsEventSink()
+        let sink = FanOutEventSink([FileDescriptorSink(), metrics])
         let server = XferServer(
             configuration: configuration,
             sink: sink,
+            metrics: metrics,
             router: LocalMessageRouter(holdSeconds: self.holdSeconds, maxHeldPerName: self.holdMessages)
         )
         let port = try await server.start()

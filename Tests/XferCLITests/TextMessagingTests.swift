@@ -124,7 +124,7 @@ struct TextMessagingTests {
         #expect(text.hasPrefix("HTTP/1.1 200"))
         #expect(text.contains(#""ok":true"#))
         let other = try await runCommand(
-            ["-s", "-o", "/dev/null", "-w", "%{http_code}\n", "http://127.0.0.1:\(server.port)/"],
+            ["-s", "-o", "/dev/null", "-w", "%{http_code}\n", "http://127.0.0.1:\(server.port)/nothing-here"],
             executable: "/usr/bin/curl"
         )
         #expect(other.lines.joined() == "426")

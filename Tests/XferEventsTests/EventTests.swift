@@ -41,8 +41,12 @@ import XferEvents
         (.error(code: "bad_command", message: "m", client: 1, ref: "r2"), ["code", "message", "client", "ref"]),
         (.clients(count: 1, listJSON: #"[{"id":1}]"#, ref: "r3"), ["count", "clients", "ref"]),
         (
-            .progress(name: "a.bin", bytes: 10, total: 100, client: 4, upload: "u1"),
-            ["name", "bytes", "total", "client", "upload"]
+            .progress(name: "a.bin", bytes: 10, total: 100, client: 4, upload: "u1", wireBytes: 7),
+            ["name", "bytes", "total", "client", "upload", "wire_bytes"]
+        ),
+        (
+            .relayed(client: 2, id: 3, to: "ops", delivered: 0, held: 0, code: "no_listener"),
+            ["client", "id", "to", "ok", "delivered", "held", "code"]
         ),
         (
             .fileSaved(
