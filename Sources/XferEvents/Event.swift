@@ -116,7 +116,10 @@ extension Event {
     public static func missed(name: String?, since: UInt64, count: UInt64) -> Event {
         Event(
             .missed,
-            [("name", name.map(JSONScalar.string)), ("since", .int(Int64(since))), ("count", .int(Int64(count)))]
+            [
+                ("name", name.map(JSONScalar.string)), ("since", .int(Int64(clamping: since))),
+                ("count", .int(Int64(clamping: count))),
+            ]
         )
     }
 
@@ -138,7 +141,7 @@ extension Event {
 
     /// A listener received `text` from `from`; `seq` numbers the texts for one listener name.
     public static func textDelivered(from: String, seq: UInt64, text: String) -> Event {
-        Event(.text, [("from", .string(from)), ("seq", .int(Int64(seq))), ("text", .string(text))])
+        Event(.text, [("from", .string(from)), ("seq", .int(Int64(clamping: seq))), ("text", .string(text))])
     }
 
     /// The server's status for message `id` sent by `xfer send`.

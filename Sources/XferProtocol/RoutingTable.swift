@@ -110,6 +110,11 @@ public struct RoutingTable: Sendable {
     /// The next `seq` of names that were forgotten, so that a name used again continues its numbering and a
     /// listener resuming under it never takes new texts for old ones (a few bytes per name ever used).
     private var retiredSeqs: [String: UInt64] = [:]
+    /// Most forgotten names whose numbering is kept; beyond it the numbering of an arbitrary one is let go, so a
+    /// client inventing names cannot grow the table (about 150 bytes each: 15 MB at most).
+    static let maxRetiredNames = 100_000
+    /// When the next sweep of expired texts and forgotten names is due (monotonic nanoseconds).
+    private var nextSweepNanos: UInt64 = 0
 
     /// An empty table holding texts for `holdSeconds` and at most `maxHeldPerName` per name.
     public init(holdSeconds: Double, maxHeldPerName: Int) {
@@ -137,6 +142,7 @@ public struct RoutingTable: Sendable {
         now: UInt64
     ) -> Join {
         guard kind.receivesTexts else { return Join(deliveries: []) }
+        self.sweepIfDue(now: now)
         let key = Self.addressKey(client: client, name: name)
         self.members[client] = key
         var address = self.addresses[key] ?? self.newAddress(key)
@@ -176,7 +182,37 @@ public struct RoutingTable: Sendable {
 
     private mutating func forget(_ key: String, _ address: Address) {
         self.addresses[key] = nil
-        if !key.hasPrefix("#") { self.retiredSeqs[key] = address.nextSeq }
+        guard !key.hasPrefix("#") else { return }
+        if self.retiredSeqs.count >= Self.maxRetiredNames {
+            self.retiredSeqs.remove(at: self.retiredSeqs.startIndex)
+        }
+        self.retiredSeqs[key] = address.nextSeq
+    }
+
+    /// Drops expired texts of every address and forgets names nobody used within the hold period, at most every
+    /// second (or a quarter of the hold period): without it, a name that goes quiet would keep its texts until
+    /// it is used again.
+    private mutating func sweepIfDue(now: UInt64) {
+        guard now >= self.nextSweepNanos else { return }
+        self.nextSweepNanos = now + max(1_000_000_000, self.holdNanos / 4)
+        for key in Array(self.addresses.keys) {
+            guard var address = self.addresses[key] else { continue }
+            self.dropExpired(&address, now: now)
+            if address.live.isEmpty && address.held.isEmpty && now &- address.lastSeenNanos > self.holdNanos {
+                // Nobody listened within the hold period and nothing is held any more: as if never used.
+                self.forget(key, address)
+            } else {
+                self.addresses[key] = address
+            }
+        }
+    }
+
+    /// Forgotten names whose numbering is kept (for tests).
+    var retiredCount: Int { self.retiredSeqs.count }
+
+    /// Texts kept for `name` right now, delivered or not (for tests).
+    func keptCount(for name: String) -> Int {
+        self.addresses[name]?.held.count ?? 0
     }
 
     /// A connection ended; its name is remembered for `holdNanos`.
@@ -194,6 +230,7 @@ public struct RoutingTable: Sendable {
 
     /// Routes `text` from `from` to `target`.
     public mutating func route(_ text: String, from: String, to target: RelayTarget, now: UInt64) -> RouteAction {
+        self.sweepIfDue(now: now)
         var deliveries: [Delivery] = []
         switch target {
         case .client(let id):

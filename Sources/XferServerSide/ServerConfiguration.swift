@@ -29,7 +29,8 @@ public struct ServerConfiguration: Sendable {
     /// Certificate and key for `wss://`; nil serves plain `ws://`.
     public var tls: ServerTLSSettings?
     /// Most TCP connections at once from one client address, counted from accept (idle and half-done upgrades
-    /// included); more get HTTP 429 at once. 0: no limit (behind a proxy every client has the proxy's address).
+    /// included); more get HTTP 429 at once. 0 (the default): no limit, because behind a balancer every client has
+    /// its address and one load host must be able to hold the 10,000 connections `--max-connections` allows.
     public var maxConnectionsPerAddress: Int
     /// Most bytes of routed texts queued on one connection and not yet taken by its socket; a connection that
     /// passes it is closed as a slow consumer (1013, `slow_consumer`). 8 MiB by default: room for bursts to a
@@ -55,7 +56,7 @@ public struct ServerConfiguration: Sendable {
         partialTTL: Double = 7 * 86400,
         threads: Int = System.coreCount,
         tls: ServerTLSSettings? = nil,
-        maxConnectionsPerAddress: Int = 1000,
+        maxConnectionsPerAddress: Int = 0,
         maxQueuedBytes: Int = 8 << 20,
         maxQueuedTexts: Int = 10_000,
         echo: Bool = false

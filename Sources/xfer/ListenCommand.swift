@@ -92,9 +92,11 @@ struct ListenCommand: AsyncParsableCommand {
                     return .failed(XferError(.internalError, "\(error)"), afterWelcome: false)
                 }
                 // The next session resumes after the last text this one printed (the role is done with its loop).
-                let bound = stopper.current
-                if let point = try? await loop.submit({ bound?.value.resumePoint }).get() {
-                    resume.withLock { $0 = point }
+                if let bound = stopper.current {
+                    // Assigned even when nil: a point from an epoch the server no longer has is dropped.
+                    if let point = try? await loop.submit({ Optional(bound.value.resumePoint) }).get() {
+                        resume.withLock { $0 = point }
+                    }
                 }
                 stopper.current = nil
                 guard case .failed(let error, let afterWelcome) = outcome, !stopper.isStopped else { return .done }

@@ -71,7 +71,7 @@ struct ServeCommand: AsyncParsableCommand {
             valueName: "n"
         )
     )
-    var maxConnectionsPerAddress: Int = 1000
+    var maxConnectionsPerAddress: Int = 0
 
     @Option(
         name: .long,

@@ -157,4 +157,26 @@ import Testing
         }
         #expect(deliveries.map(\.seq) == [2])
     }
+
+    @Test func textsOfANameThatWentQuietExpireWhenAnyOtherRouteSweeps() {
+        var table = RoutingTable(holdSeconds: 5, maxHeldPerName: 100)
+        _ = table.joined(client: 1, kind: .listen, name: "quiet", now: 0)
+        _ = table.joined(client: 2, kind: .listen, name: "busy", now: 0)
+        for _ in 0..<10 { _ = table.route("x", from: "a", to: .name("quiet"), now: 1) }
+        #expect(table.keptCount(for: "quiet") == 10)
+        // Nobody routes to "quiet" again; traffic for another name sweeps its expired texts away.
+        _ = table.route("y", from: "a", to: .name("busy"), now: 7 * Self.second)
+        #expect(table.keptCount(for: "quiet") == 0)
+    }
+
+    @Test func forgottenNamesKeepTheirNumberingOnlyUpToALimit() {
+        var table = RoutingTable(holdSeconds: 0, maxHeldPerName: 1)
+        for index in 0..<(RoutingTable.maxRetiredNames + 10) {
+            let now = UInt64(index) * 2 * Self.second
+            _ = table.joined(client: index, kind: .listen, name: "n\(index)", now: now)
+            table.left(client: index, now: now)
+        }
+        // Each join swept the name before it (hold 0, 2 s later): the retired table stops at its limit.
+        #expect(table.retiredCount == RoutingTable.maxRetiredNames)
+    }
 }
