@@ -201,11 +201,11 @@ struct ListenAndRelayTests {
         )
         // SIGSTOP keeps the TCP connection open but silent: a half-open peer from the listener's side.
         server.process.signal(SIGSTOP)
-        let lost = try await listener.waitForEvent(timeout: 10) { $0.event == "disconnected" }
+        let lost = try await listener.waitForEvent(timeout: 30) { $0.event == "disconnected" }
         #expect(lost.string("reason") == "timeout")
         try await listener.waitForEvent { $0.event == "reconnecting" }
         server.process.signal(SIGCONT)
-        _ = try await listener.waitForEvents(count: 2, timeout: 15) { $0.event == "connected" }
+        _ = try await listener.waitForEvents(count: 2, timeout: 45) { $0.event == "connected" }
         listener.signal(SIGINT)
         #expect(await listener.waitForExit() == 0)
         await server.stop()
@@ -226,7 +226,7 @@ struct ListenAndRelayTests {
             arguments: ["serve", "--port", String(port), "--dir", directory.path]
         )
         try await second.waitForEvent { $0.event == "listening" }
-        try await second.waitForEvent(timeout: 10) { $0.event == "connected" && $0.string("name") == "ops" }
+        try await second.waitForEvent(timeout: 30) { $0.event == "connected" && $0.string("name") == "ops" }
         let sent = try await xfer("send", "--server", "ws://127.0.0.1:\(port)", "--to", "ops", "after restart")
         #expect(sent.status == 0)
         try await listener.waitForEvent { $0.event == "text" && $0.string("text") == "after restart" }

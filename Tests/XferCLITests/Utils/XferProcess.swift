@@ -199,9 +199,12 @@ final class RunningProcess: @unchecked Sendable {
     }
 
     /// Waits until an event satisfies `predicate`, or fails the test after `timeout` seconds.
+    ///
+    /// The default is generous on purpose: it only matters when the event never comes, and a fresh CI machine that
+    /// starts every end-to-end test at once has been seen to take more than 10 s before its first processes spoke.
     @discardableResult
     func waitForEvent(
-        timeout: Double = 10,
+        timeout: Double = 30,
         sourceLocation: SourceLocation = #_sourceLocation,
         _ predicate: (JSONEvent) -> Bool
     ) async throws -> JSONEvent {
@@ -218,7 +221,7 @@ final class RunningProcess: @unchecked Sendable {
     }
 
     /// Waits until `count` events satisfy `predicate`.
-    func waitForEvents(count: Int, timeout: Double = 20, _ predicate: (JSONEvent) -> Bool) async throws -> [JSONEvent] {
+    func waitForEvents(count: Int, timeout: Double = 60, _ predicate: (JSONEvent) -> Bool) async throws -> [JSONEvent] {
         let deadline = Date().addingTimeInterval(timeout)
         var matching: [JSONEvent] = []
         while Date() < deadline {
