@@ -50,6 +50,8 @@ public final class ClusterMessageRouter: MessageRouter {
 
     private let bus: ClusterBus
     private let state = Mutex(State())
+    /// Texts waiting to be stored, in call order, and whether a task is storing them.
+    private let queue = Mutex<(jobs: [Job], running: Bool)>(([], false))
     /// Held while texts are handed to connections, so each connection gets them in order.
     private let delivering = NIOLock()
     public let holdSeconds: Double
@@ -197,39 +199,30 @@ public final class ClusterMessageRouter: MessageRouter {
         let keep = self.keep
         switch target {
         case .name(let name):
-            return loop.makeFutureWithTask {
-                try await self.bus.run("store the text") { connection, logger in
-                    let rows = try await connection.query(
-                        """
-                        SELECT r_seq, r_delivered FROM xfer_route(\(name)::text, \(from)::text, \(text)::text,
-                                                                  \(hold)::double precision, \(keep)::integer)
-                        """,
-                        logger: logger
-                    )
-                    var result: RelayResult?
-                    for try await (_, delivered) in rows.decode((Int64, Int32).self) {
-                        result = RelayResult(delivered: Int(delivered), held: delivered == 0 ? 1 : 0)
-                    }
-                    return result
-                }
-            }
+            let promise = loop.makePromise(of: RelayResult?.self)
+            self.enqueue(.toName(StoreJob(name: name, sender: from, body: text, promise: promise)))
+            return promise.futureResult
         case .allListeners:
-            return loop.makeFutureWithTask {
-                try await self.bus.run("store the text") { connection, logger in
-                    let rows = try await connection.query(
-                        """
-                        SELECT r_delivered, r_held FROM xfer_broadcast(\(from)::text, \(text)::text,
-                                                                       \(hold)::double precision, \(keep)::integer)
-                        """,
-                        logger: logger
-                    )
-                    var result = RelayResult(delivered: 0, held: 0)
-                    for try await (delivered, held) in rows.decode((Int32, Int32).self) {
-                        result = RelayResult(delivered: Int(delivered), held: Int(held))
+            let promise = loop.makePromise(of: RelayResult?.self)
+            self.enqueue(
+                .other(promise) {
+                    try await self.bus.run("store the text") { connection, logger in
+                        let rows = try await connection.query(
+                            """
+                            SELECT r_delivered, r_held FROM xfer_broadcast(\(from)::text, \(text)::text,
+                                                                           \(hold)::double precision, \(keep)::integer)
+                            """,
+                            logger: logger
+                        )
+                        var result = RelayResult(delivered: 0, held: 0)
+                        for try await (delivered, held) in rows.decode((Int32, Int32).self) {
+                            result = RelayResult(delivered: Int(delivered), held: Int(held))
+                        }
+                        return result
                     }
-                    return result
                 }
-            }
+            )
+            return promise.futureResult
         case .client(let id):
             return self.route(text, from: from, toClient: id, on: loop)
         }
@@ -264,19 +257,119 @@ public final class ClusterMessageRouter: MessageRouter {
         let instance = self.bus.settings.instance
         let name = receiver.name
         let keep = self.keep
-        return loop.makeFutureWithTask {
-            try await self.bus.run("store the text") { connection, logger in
+        let promise = loop.makePromise(of: RelayResult?.self)
+        self.enqueue(
+            .other(promise) {
+                try await self.bus.run("store the text") { connection, logger in
+                    let rows = try await connection.query(
+                        """
+                        SELECT xfer_route_one(\(name)::text, \(from)::text, \(text)::text, \(keep)::integer,
+                                              \(instance)::text, \(id)::integer)
+                        """,
+                        logger: logger
+                    )
+                    var seq: Int64?
+                    for try await (value) in rows.decode(Int64?.self) { seq = value }
+                    return seq == nil ? nil : RelayResult(delivered: 1, held: 0)
+                }
+            }
+        )
+        return promise.futureResult
+    }
+
+    // MARK: Storing texts in call order
+
+    /// A text to a name, waiting to be stored.
+    struct StoreJob: Sendable {
+        var name: String
+        var sender: String
+        var body: String
+        var promise: EventLoopPromise<RelayResult?>
+    }
+
+    enum Job: Sendable {
+        case toName(StoreJob)
+        case other(EventLoopPromise<RelayResult?>, @Sendable () async throws -> RelayResult?)
+    }
+
+    /// Most texts stored by one statement, and most bytes of text in it.
+    static let storeBatch = 256
+    static let storeBatchBytes = 4 << 20
+
+    /// Texts are stored one statement after the other, in the order `route` was called: a connection's texts are
+    /// routed in the order they arrived, so they are committed, and numbered, in that order. (Each statement in
+    /// its own task would reach PostgreSQL in any order.) Consecutive texts to one name share a statement, which
+    /// locks only that name, as every other statement does: batches cannot deadlock.
+    private func enqueue(_ job: Job) {
+        let start = self.queue.withLock { queue -> Bool in
+            queue.jobs.append(job)
+            guard !queue.running else { return false }
+            queue.running = true
+            return true
+        }
+        if start { Task { await self.runQueue() } }
+    }
+
+    private func runQueue() async {
+        while true {
+            let jobs = self.queue.withLock { queue -> [Job] in
+                if queue.jobs.isEmpty { queue.running = false }
+                defer { queue.jobs.removeAll(keepingCapacity: true) }
+                return queue.jobs
+            }
+            if jobs.isEmpty { return }
+            var index = jobs.startIndex
+            while index < jobs.endIndex {
+                switch jobs[index] {
+                case .other(let promise, let body):
+                    do { promise.succeed(try await body()) } catch { promise.fail(error) }
+                    index += 1
+                case .toName(let first):
+                    var batch = [first]
+                    var bytes = first.body.utf8.count
+                    index += 1
+                    while index < jobs.endIndex, batch.count < Self.storeBatch, bytes < Self.storeBatchBytes,
+                        case .toName(let next) = jobs[index], next.name == first.name
+                    {
+                        batch.append(next)
+                        bytes += next.body.utf8.count
+                        index += 1
+                    }
+                    await self.store(batch)
+                }
+            }
+        }
+    }
+
+    /// Stores `batch` (texts to one name) in one statement, in order, and answers each text's promise.
+    private func store(_ batch: [StoreJob]) async {
+        let hold = self.holdSeconds
+        let keep = self.keep
+        let name = batch[0].name
+        let senders = batch.map(\.sender)
+        let bodies = batch.map(\.body)
+        do {
+            let results = try await self.bus.run("store the text") { connection, logger in
                 let rows = try await connection.query(
                     """
-                    SELECT xfer_route_one(\(name)::text, \(from)::text, \(text)::text, \(keep)::integer,
-                                          \(instance)::text, \(id)::integer)
+                    SELECT t.i, r.r_delivered
+                    FROM unnest(\(senders)::text[], \(bodies)::text[]) WITH ORDINALITY AS t(sender, body, i)
+                    LEFT JOIN LATERAL xfer_route(\(name)::text, t.sender, t.body, \(hold)::double precision,
+                                                 \(keep)::integer) AS r ON true
+                    ORDER BY t.i
                     """,
                     logger: logger
                 )
-                var seq: Int64?
-                for try await (value) in rows.decode(Int64?.self) { seq = value }
-                return seq == nil ? nil : RelayResult(delivered: 1, held: 0)
+                var results = [RelayResult?](repeating: nil, count: senders.count)
+                for try await (position, delivered) in rows.decode((Int64, Int32?).self) {
+                    guard let delivered, position >= 1, position <= results.count else { continue }
+                    results[Int(position) - 1] = RelayResult(delivered: Int(delivered), held: delivered == 0 ? 1 : 0)
+                }
+                return results
             }
+            for (job, result) in zip(batch, results) { job.promise.succeed(result) }
+        } catch {
+            for job in batch { job.promise.fail(error) }
         }
     }
 
