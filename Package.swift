@@ -30,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(
@@ -67,6 +69,20 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // `serve --cluster`: PostgreSQL as the bus, the message store and the keeper of upload leases.
+        .target(
+            name: "XferCluster",
+            dependencies: [
+                "XferServerSide",
+                "XferProtocol",
+                "XferEvents",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "XferClientSide",
             dependencies: sideDependencies
@@ -77,6 +93,7 @@ let package = Package(
                 "XferProtocol",
                 "XferServerSide",
                 "XferClientSide",
+                "XferCluster",
                 "XferEvents",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -90,6 +107,10 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
+        ),
+        .testTarget(
+            name: "XferClusterTests",
+            dependencies: ["XferCluster", "XferProtocol"]
         ),
         .testTarget(
             name: "XferEventsTests",

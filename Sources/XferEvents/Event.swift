@@ -33,6 +33,8 @@ public enum EventKind: String, Sendable, CaseIterable {
     case error
     /// A resuming listener's texts after `since` that are no longer held: `count`.
     case missed
+    /// `serve --cluster`: the instance's link to PostgreSQL is `up` or `down`.
+    case cluster
 }
 
 /// One event: a flat JSON object with `event` and `time` first, then its fields in a fixed order.
@@ -48,6 +50,17 @@ public struct Event: Sendable {
         self.kind = kind
         self.time = time ?? EventClock.nowMilliseconds()
         self.fields = fields.compactMap { key, value in value.map { (key, $0) } }
+    }
+
+    /// This event with field `key` set to `value` (appended, or replaced where it is already present).
+    public func adding(_ key: String, _ value: JSONScalar) -> Event {
+        var copy = self
+        if let index = copy.fields.firstIndex(where: { $0.key == key }) {
+            copy.fields[index].value = value
+        } else {
+            copy.fields.append((key, value))
+        }
+        return copy
     }
 
     /// The value of field `key`, if present.
@@ -109,6 +122,14 @@ extension Event {
                 ("name", name.map(JSONScalar.string)), ("role", .string(role)),
                 ("protocol", .string(subprotocol ?? "plain")),
             ]
+        )
+    }
+
+    /// `serve --cluster`: the link of `instance` to PostgreSQL is `state` (`up` or `down`), with why it went down.
+    public static func cluster(state: String, instance: String, message: String? = nil) -> Event {
+        Event(
+            .cluster,
+            [("state", .string(state)), ("instance", .string(instance)), ("message", message.map(JSONScalar.string))]
         )
     }
 

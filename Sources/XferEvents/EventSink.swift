@@ -105,3 +105,27 @@ public struct FanOutEventSink: EventSink {
         }
     }
 }
+
+/// Adds `instance` to the events that say where something happened (`listening`, `connected`, `file_saved`), for
+/// the members of a cluster (`serve --cluster --instance NAME`); every event goes on to `next`.
+public struct InstanceTaggingSink: EventSink {
+    private let next: any EventSink
+    private let instance: String
+
+    /// Tags events with `instance` before `next` gets them.
+    public init(instance: String, next: any EventSink) {
+        self.instance = instance
+        self.next = next
+    }
+
+    public func emit(_ events: [Event]) {
+        self.next.emit(
+            events.map { event in
+                switch event.kind {
+                case .listening, .connected, .fileSaved: event.adding("instance", .string(self.instance))
+                default: event
+                }
+            }
+        )
+    }
+}

@@ -11,6 +11,7 @@ public struct ReconnectPolicy: Sendable, Equatable {
     /// (`slow_consumer`: a listener picks up the held texts), too many connections from one address. Not `superseded`: another run of the same upload took over, and taking it back would make them fight.
     public static let retryableCodes: Set<XferError.Code> = [
         .connectionLost, .serverUnreachable, .timeout, .shutdown, .serverFull, .handshakeTimeout, .busy,
+        .clusterUnavailable,
         .slowConsumer, .tooManyConnections,
     ]
 

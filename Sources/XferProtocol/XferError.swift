@@ -76,6 +76,9 @@ public struct XferError: Error, Sendable, CustomStringConvertible {
         public static let unsupportedData = Code(rawValue: "unsupported_data")
         /// The client's address already holds `--max-connections-per-address` connections (HTTP 429).
         public static let tooManyConnections = Code(rawValue: "too_many_connections")
+        /// `serve --cluster` cannot reach PostgreSQL (at start, or lost while running): texts cannot be committed
+        /// and uploads cannot be leased. Temporary: the server reconnects by itself; clients try again.
+        public static let clusterUnavailable = Code(rawValue: "cluster_unavailable")
         /// An unexpected failure inside xfer.
         public static let internalError = Code(rawValue: "internal_error")
     }
@@ -108,7 +111,9 @@ public struct XferError: Error, Sendable, CustomStringConvertible {
             .integrityFailed, .fileTooLarge, .badName, .unsupportedData:
             return 65
         case .inputUnreadable: return 66
-        case .serverUnreachable, .connectionLost, .timeout, .handshakeTimeout, .tlsFailed, .proxyFailed: return 69
+        case .serverUnreachable, .connectionLost, .timeout, .handshakeTimeout, .tlsFailed, .proxyFailed,
+            .clusterUnavailable:
+            return 69
         case .serverFull, .shutdown, .diskFull, .storageFailed, .superseded, .busy, .slowConsumer, .tooManyConnections:
             return 75
         case .replayWindowExceeded: return 69
@@ -124,7 +129,7 @@ public struct XferError: Error, Sendable, CustomStringConvertible {
         case .invalidUTF8: return 1007
         case .messageTooLarge: return 1009
         case .protocolError: return 1002
-        case .serverFull, .busy, .slowConsumer: return 1013
+        case .serverFull, .busy, .slowConsumer, .clusterUnavailable: return 1013
         case .unsupportedData: return 1003
         case .shutdown: return 1001
         case .handshakeTimeout, .timeout, .superseded: return 1008

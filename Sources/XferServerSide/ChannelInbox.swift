@@ -56,6 +56,11 @@ struct ChannelInbox: TextInbox {
         }
     }
 
+    func fail(_ error: XferError) {
+        let channel = self.channel
+        channel.eventLoop.execute { channel.pipeline.fireUserInboundEventTriggered(ConnectionFailEvent(error: error)) }
+    }
+
     func missed(since: UInt64, count: UInt64) {
         // Only `xfer listen` resumes (plain clients have no way to ask); it gets a `missed` message.
         guard !self.plain else { return }
@@ -80,6 +85,12 @@ final class OutboundQueueBox: Sendable {
     func written(bytes: Int) {
         self.queue.withLock { $0.written(bytes: bytes) }
     }
+}
+
+/// Sent down a connection's pipeline to end it with an error (from a router that cannot serve it).
+struct ConnectionFailEvent: Sendable {
+    /// Why; its code decides the close code.
+    var error: XferError
 }
 
 /// Sent down a connection's pipeline when it passed its outbound limit: close it as a slow consumer.

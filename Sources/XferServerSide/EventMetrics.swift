@@ -113,7 +113,7 @@ struct EventMetrics {
                 actions.append(.uploadEnded(.failed))
             }
             return actions
-        case .listening, .status, .reconnecting, .clients, .missed:
+        case .listening, .status, .reconnecting, .clients, .missed, .cluster:
             return []
         }
     }

@@ -11,6 +11,9 @@ public protocol TextInbox: Sendable {
     func deliver(seq: UInt64, from: String, text: String) -> Bool
     /// Tells a resuming listener that `count` texts after `since` are no longer held; called before its replay.
     func missed(since: UInt64, count: UInt64)
+    /// Ends the connection with `error` (an `error` message, then the close code of its code): a router that cannot
+    /// register the receiver (a bus that is down) sends it away to reconnect, rather than leave it deaf.
+    func fail(_ error: XferError)
 }
 
 /// Routes texts to a client id, a listener name or everyone, and answers with the result.

@@ -324,9 +324,17 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                             delivered: UInt32(routed.delivered),
                             held: UInt32(routed.held)
                         )
+                    case .failure(let error as XferError):
+                        // The router said why (a bus that is down: `cluster_unavailable`): nothing was committed.
+                        status = .init(
+                            id: id,
+                            ok: false,
+                            relayed: true,
+                            code: error.code.rawValue,
+                            reason: error.message
+                        )
                     case .failure(let error):
-                        // The router could not route it (a bus that is down): not the sender's fault, and not
-                        // "no listener".
+                        // The router could not route it: not the sender's fault, and not "no listener".
                         status = .init(
                             id: id,
                             ok: false,
@@ -583,6 +591,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 .slowConsumer,
                 "this connection did not read its texts: \(slow.queuedTexts) texts (\(slow.queuedBytes) bytes) were waiting, the limit is \(self.server.configuration.maxQueuedTexts) texts or \(self.server.configuration.maxQueuedBytes) bytes; reconnect (a named listener gets the held texts)"
             )
+        } else if let failure = event as? ConnectionFailEvent {
+            self.fail(failure.error.code, failure.error.message)
         } else if event is UploadSupersededEvent {
             self.fail(.superseded, "a newer connection took this upload over (the same upload runs elsewhere)")
         } else if event is ServerShutdownEvent {

@@ -28,7 +28,8 @@ public final class XferServer: Sendable {
         metrics: MetricsEventSink? = nil,
         registry: ClientRegistry = ClientRegistry(),
         router: any MessageRouter = LocalMessageRouter(),
-        store: UploadStore? = nil
+        store: UploadStore? = nil,
+        health: (@Sendable () -> HealthState)? = nil
     ) {
         self.context = ServerContext(
             configuration: configuration,
@@ -37,7 +38,7 @@ public final class XferServer: Sendable {
             sink: sink,
             store: store
                 ?? LocalUploadStore(directory: configuration.directory, maxFileSize: configuration.maxFileSize),
-            routes: Self.routes(registry: registry, metrics: metrics),
+            routes: Self.routes(registry: registry, metrics: metrics, health: health),
             isKnownZone: { TimeZone(identifier: $0) != nil }
         )
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.threads))
@@ -147,13 +148,25 @@ public final class XferServer: Sendable {
     }
 
     /// The plain HTTP routes every server answers: `GET /health`, `GET /metrics` (with `metrics`) and `GET /`.
-    static func routes(registry: ClientRegistry, metrics: MetricsEventSink? = nil) -> HTTPRoutes {
+    /// With `health`, `/health` also names the instance and answers 503 while it is not ok (a cluster whose
+    /// PostgreSQL is unreachable), so that a balancer sends clients elsewhere.
+    static func routes(
+        registry: ClientRegistry,
+        metrics: MetricsEventSink? = nil,
+        health: (@Sendable () -> HealthState)? = nil
+    ) -> HTTPRoutes {
         var routes = HTTPRoutes()
         routes.add(.GET, "/health") { _ in
-            HTTPRoutes.Response(
-                status: .ok,
-                json: #"{"ok":true,"status":"ok","version":"\#(XferVersion.current)","clients":\#(registry.count)}"#
-            )
+            let state = health?() ?? HealthState()
+            var json =
+                #"{"ok":\#(state.ok),"status":"\#(state.status)","version":"\#(XferVersion.current)","clients":\#(registry.count)"#
+            if let instance = state.instance {
+                var quoted: [UInt8] = []
+                JSONLineWriter.appendString(instance, to: &quoted)
+                json += #","instance":"# + String(decoding: quoted, as: UTF8.self)
+            }
+            json += "}"
+            return HTTPRoutes.Response(status: state.ok ? .ok : .serviceUnavailable, json: json)
         }
         routes.addOperations(metrics: metrics)
         return routes

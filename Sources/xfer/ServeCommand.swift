@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import XferCluster
 import XferEvents
 import XferProtocol
 import XferServerSide
@@ -124,6 +125,24 @@ struct ServeCommand: AsyncParsableCommand {
     )
     var keepPartial: Double = 7
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Join a cluster whose bus, texts and upload leases live in this PostgreSQL (env XFER_CLUSTER); every instance uses the same --dir. See \"Run several instances\" in README.md.",
+            valueName: "postgres://user@host:port/db"
+        )
+    )
+    var cluster: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "This instance's name in the cluster, unique among its instances (default HOSTNAME:PORT).",
+            valueName: "name"
+        )
+    )
+    var instance: String?
+
     func validate() throws {
         guard (0...65535).contains(self.port) else {
             throw ValidationError("--port must be between 0 and 65535 (0 picks a free port)")
@@ -150,6 +169,21 @@ struct ServeCommand: AsyncParsableCommand {
         guard self.holdSeconds >= 0, self.holdMessages >= 0 else {
             throw ValidationError("--hold-seconds and --hold-messages must not be negative")
         }
+        if self.instance != nil && self.clusterURL == nil {
+            throw ValidationError("--instance names a member of a cluster: give --cluster URL (or XFER_CLUSTER) too")
+        }
+    }
+
+    /// `--cluster`, or `XFER_CLUSTER` when it is set and not empty.
+    var clusterURL: String? {
+        self.cluster ?? ProcessInfo.processInfo.environment["XFER_CLUSTER"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// `--instance`, or HOSTNAME:PORT (HOSTNAME:pid-PID with --port 0, whose port is not known yet).
+    var instanceName: String {
+        if let instance = self.instance { return instance }
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "xfer"
+        return self.port == 0 ? "\(host):pid-\(getpid())" : "\(host):\(self.port)"
     }
 
     func run() async throws {
@@ -176,12 +210,35 @@ struct ServeCommand: AsyncParsableCommand {
         )
         // Every event goes to stdout and to the counts behind GET /metrics.
         let metrics = MetricsEventSink()
-        let sink = FanOutEventSink([FileDescriptorSink(), metrics])
+        var sink: any EventSink = FanOutEventSink([FileDescriptorSink(), metrics])
+        let local = LocalUploadStore(directory: directory, maxFileSize: configuration.maxFileSize)
+        var cluster: Cluster?
+        if let url = self.clusterURL {
+            let settings = try ClusterSettings(
+                url: url,
+                instance: self.instanceName,
+                holdSeconds: self.holdSeconds,
+                holdMessages: self.holdMessages
+            )
+            sink = InstanceTaggingSink(instance: settings.instance, next: sink)
+            let member = Cluster(settings: settings, sink: sink, local: local)
+            // Unreachable at start: an error event and exit 69, so that a service manager tries again.
+            try await member.start()
+            cluster = member
+        }
+        let member = cluster
+        let router: any MessageRouter =
+            member?.router ?? LocalMessageRouter(holdSeconds: self.holdSeconds, maxHeldPerName: self.holdMessages)
+        let store: any UploadStore = member?.store ?? local
+        var health: (@Sendable () -> HealthState)?
+        if let member { health = { member.bus.health } }
         let server = XferServer(
             configuration: configuration,
             sink: sink,
             metrics: metrics,
-            router: LocalMessageRouter(holdSeconds: self.holdSeconds, maxHeldPerName: self.holdMessages)
+            router: router,
+            store: store,
+            health: health
         )
         let port = try await server.start()
         let systemd = SystemdNotifier()
@@ -189,6 +246,7 @@ struct ServeCommand: AsyncParsableCommand {
         let stopped = SignalWatcher.onTermination {
             systemd.stopping()
             await server.shutdown()
+            await member?.stop()
         }
         ServeCommandInterpreter(registry: server.registry, router: server.router, sink: sink, loop: server.eventLoop)
             .start()

@@ -80,7 +80,24 @@ import XferEvents
             ["name", "offset", "reason", "count", "client", "upload"]
         ),
         (.missed(name: "ops", since: 41, count: 3), ["name", "since", "count"]),
+        (.cluster(state: "down", instance: "xfer-1", message: "lost"), ["state", "instance", "message"]),
     ]
+
+    @Test func theInstanceTagGoesOnlyOnEventsThatSayWhere() {
+        final class Recorder: EventSink, @unchecked Sendable {
+            var events: [Event] = []
+            func emit(_ events: [Event]) { self.events += events }
+        }
+        let recorder = Recorder()
+        let sink = InstanceTaggingSink(instance: "xfer-2", next: recorder)
+        sink.emit([
+            .listening(host: "127.0.0.1", port: 80, dir: "/d", pid: 1),
+            .ping(rttMs: 1, client: 1),
+            .clientConnected(client: 1, peer: "p", timezone: "UTC", name: nil, role: "plain", subprotocol: nil),
+        ])
+        #expect(recorder.events.map { $0["instance"] } == [.string("xfer-2"), nil, .string("xfer-2")])
+        #expect(recorder.events[0].adding("instance", .string("b"))["instance"] == .string("b"))
+    }
 
     static let kinds: [EventKind] = allEvents.map(\.0.kind)
 

@@ -22,6 +22,12 @@ final class RecordingInbox: TextInbox {
         self.missedCounts.withLock { $0.append((since, count)) }
     }
 
+    let failures = Mutex<[XferError]>([])
+
+    func fail(_ error: XferError) {
+        self.failures.withLock { $0.append(error) }
+    }
+
     var seqs: [UInt64] { self.texts.withLock { $0.map(\.seq) } }
     var bodies: [String] { self.texts.withLock { $0.map(\.text) } }
 }

@@ -314,6 +314,10 @@ final class DyingInbox: TextInbox, @unchecked Sendable {
         return true
     }
 
+    func fail(_ error: XferError) {
+        self.router?.left(client: self.client)
+    }
+
     func missed(since: UInt64, count: UInt64) {}
 }
 
