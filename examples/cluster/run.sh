@@ -111,10 +111,10 @@ for _ in $(seq 20); do
     "$XFER" send --server "$lb" --to ops "hello across the cluster" >"$work/send.jsonl" 2>/dev/null && break
     sleep 0.5
 done
-jq -e 'select(.event=="status") | select(.ok == true and .delivered == 1)' "$work/send.jsonl" >/dev/null \
+jq -se 'any(.[]; .event == "status" and .ok == true and .delivered == 1)' "$work/send.jsonl" >/dev/null \
     || die "send failed: $(cat "$work/send.jsonl")"
 for _ in $(seq 100); do grep -q 'hello across the cluster' "$work/listen.jsonl" && break; sleep 0.1; done
-jq -e 'select(.event=="text" and .text=="hello across the cluster" and .seq==1)' "$work/listen.jsonl" >/dev/null \
+jq -se 'any(.[]; .event == "text" and .text == "hello across the cluster" and .seq == 1)' "$work/listen.jsonl" >/dev/null \
     || die "the listener did not print the text: $(cat "$work/listen.jsonl")"
 echo "self-check: text delivered through HAProxy"
 
