@@ -151,8 +151,15 @@ start_serve() {
     "$XFER" serve --port 0 --dir "$INBOX" "$@" </dev/null >"$WORK/$tag.events" 2>"$WORK/$tag.err" &
     SPID[$tag]=$!
     PIDS+=("${SPID[$tag]}")
-    wait_listening "${SPID[$tag]}" "$WORK/$tag.events" "$WORK/$tag.err"
-    PORT[$tag]=$SERVER_PORT
+    # With --cluster the `cluster` event comes first: look for `listening` on any line.
+    local i
+    for ((i = 0; i < 300; i++)); do
+        PORT[$tag]=$(jq -r 'select(.event == "listening") | .port' "$WORK/$tag.events" 2>/dev/null | head -n 1)
+        [[ -n ${PORT[$tag]} ]] && return 0
+        kill -0 "${SPID[$tag]}" 2>/dev/null || die "$tag exited before listening: $(cat "$WORK/$tag.events" "$WORK/$tag.err")"
+        sleep 0.1
+    done
+    die "$tag printed no listening event within 30 s"
 }
 for n in 1 2 3; do start_serve "xfer-$n" --cluster "$PG_URL" --instance "xfer-$n"; done
 start_serve standalone
@@ -247,7 +254,9 @@ texts() {
     wait "$listener" 2>/dev/null || true
     local got
     got=$(jq -r 'select(.event == "text") | .text' "$WORK/$key.listen" | cmp -s - "$file" && echo same || echo differ)
-    [[ $got == same ]] || problem "$key: the listener printed other texts than were sent (gap, duplicate or order)"
+    if [[ $got != same ]]; then
+        problem "$key: the listener printed other texts than were sent (gap, duplicate or order): $(jq -r 'select(.event == "text") | .text' "$WORK/$key.listen" | diff - "$file" | head -n 4 | cut -c1-60 | tr '\n' ' ')"
+    fi
     R[$key.rate]=$(calc "n / s" n="$count" s="$(elapsed "$t0" "$t1")")
     R[$key.status_p50_ms]=$(jq -r 'select(.event == "status" and .ok == true) | .latency_ms' "$WORK/$key.send" | p50)
     # Delivery: the listener's time of text i minus (status time - latency) of text i; times in ms.
