@@ -447,7 +447,7 @@ struct ClusterTests {
 @Suite(.timeLimit(.minutes(2)))
 struct ClusterStartupTests {
     @Test func unreachablePostgresAtStartExits69WithClusterUnavailable() async throws {
-        let port = try await freePort()
+        let port = try freePort()
         let directory = try TestPaths.temporaryDirectory()
         let result = try await runCommand(
             [

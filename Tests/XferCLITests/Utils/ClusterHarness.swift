@@ -175,7 +175,7 @@ final class TestCluster: @unchecked Sendable {
         let haproxy = try #require(ClusterTools.which("haproxy"))
         var lastError = ""
         for _ in 0..<5 {
-            let port = try await freePort()
+            let port = try freePort()
             var environment = ["XFER_LB_PORT": String(port)]
             for (index, instance) in self.instances.enumerated() {
                 environment["XFER_PORT_\(index + 1)"] = String(instance.port)
@@ -258,18 +258,6 @@ final class TestCluster: @unchecked Sendable {
         await self.postgres.destroy()
         try? FileManager.default.removeItem(at: self.directory)
     }
-}
-
-/// A free TCP port of 127.0.0.1 (bound and released; the caller retries if it is taken meanwhile).
-func freePort() async throws -> Int {
-    let result = try await runCommand(
-        [
-            "python3", "-c",
-            "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])",
-        ],
-        executable: "/usr/bin/env"
-    )
-    return try #require(result.lines.first.flatMap { Int($0) })
 }
 
 /// A plain HTTP GET with curl: the status code and the body (parsed when it is a JSON object).
