@@ -50,11 +50,19 @@ url() { printf 'postgres://postgres@127.0.0.1:%s/postgres\n' "$(cat "$dir/port")
 running() { [[ -f $dir/data/postmaster.pid ]] && as_pg "$BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; }
 
 # launch: pg_ctl start -w on the port in DIR/port.
+#
+# The server outlives this script, so it must not inherit any descriptor but 0-2: Foundation's Process (the
+# Swift tests) learns that a child exited when a socket the child inherited closes, and a PostgreSQL holding
+# it made `pgharness.sh start` look alive forever. Every other inherited descriptor is closed for pg_ctl.
 launch() {
-    local port
-    port=$(cat "$dir/port")
-    as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
-        -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c max_connections=200 -c fsync=off" start >/dev/null
+    local options fd closes=""
+    # shellcheck disable=SC2034 # used inside the eval below
+    options="-p $(cat "$dir/port") -c listen_addresses=127.0.0.1 -k $dir -c max_connections=200 -c fsync=off"
+    for fd in "/proc/$$/fd/"*; do
+        fd=${fd##*/}
+        if [[ $fd =~ ^[0-9]+$ ]] && ((fd > 2)); then closes+=" $fd>&-"; fi
+    done
+    eval 'as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 -o "$options" start </dev/null >/dev/null'"$closes"
 }
 
 case $verb in
