@@ -23,7 +23,11 @@ public final class Cluster: Sendable {
             let subject = String(payload.dropFirst())
             switch kind {
             case "t": router.notify(name: subject)
-            case "r": store.releaseRequested(subject)
+            case "r":
+                // `r` ASKER TAB ID: another instance wants upload ID (this one's own asks are not for it).
+                let parts = subject.split(separator: "\t", maxSplits: 1).map(String.init)
+                guard parts.count == 2, parts[0] != settings.instance else { return }
+                store.releaseRequested(parts[1])
             default: break
             }
         }

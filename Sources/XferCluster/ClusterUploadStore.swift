@@ -77,7 +77,11 @@ public final class ClusterUploadStore: UploadStore {
         guard locked else {
             _ = try? ClusterBus.blocking { () async throws(XferError) -> Void in
                 try await bus.run("ask the holder to let go") { connection, logger in
-                    try await connection.query("SELECT pg_notify('xfer_bus', 'r' || \(id)::text)", logger: logger)
+                    // The asker's name goes along: every instance hears the notification, the asker included.
+                    try await connection.query(
+                        "SELECT pg_notify('xfer_bus', 'r' || \(instance)::text || chr(9) || \(id)::text)",
+                        logger: logger
+                    )
                     return ()
                 }
             }
