@@ -25,9 +25,33 @@ struct DocumentationTests {
         )
     }
 
+    /// examples/cluster/run.sh starts PostgreSQL, 3 instances and HAProxy; `--self-check` sends a text and uploads
+    /// a file through HAProxy, checks them and stops everything.
+    @Test(
+        .enabled(
+            if: ClusterTools.enabled,
+            "needs PostgreSQL and HAProxy (apt-get install postgresql haproxy); with CI set a missing tool is a failure"
+        )
+    )
+    func clusterExampleSelfCheckPasses() async throws {
+        try ClusterTools.requireTools()
+        let path = TestPaths.root.appendingPathComponent("examples/cluster/run.sh").path
+        let result = try await runCommand(
+            [path, "--self-check"],
+            executable: "/bin/bash",
+            environment: ["XFER": TestPaths.binary.path],
+            timeout: 150
+        )
+        #expect(
+            result.status == 0,
+            "examples/cluster/run.sh --self-check failed:\n\(result.lines.joined(separator: "\n"))\n\(result.stderr)"
+        )
+        #expect(result.lines.contains("self-check: ok"))
+    }
+
     @Test func examplesAreIndexed() throws {
         let index = try String(contentsOf: TestPaths.root.appendingPathComponent("examples/README.md"), encoding: .utf8)
-        for name in Self.examples {
+        for name in Self.examples + ["cluster/run.sh", "cluster/haproxy.cfg"] {
             #expect(index.contains(name), "examples/README.md does not mention \(name)")
         }
     }
