@@ -169,13 +169,7 @@ struct ClusterTests {
             let texts = try await listener.waitForEvents(count: lines.count) { $0.event == "text" }
             #expect(texts.map { $0.int("seq") ?? 0 } == Array(1...lines.count))
             let words = texts.map { $0.string("text") ?? "" }
-            #expect(words.sorted() == lines.sorted())
-            let inOrder = words == lines
-            withKnownIssue(
-                "core (main 9a82b92): the texts of one connection are committed, and numbered, in any order; see report-cinfra.md"
-            ) {
-                #expect(inOrder, "texts out of the order they were sent in")
-            }
+            #expect(words == lines, "texts out of the order they were sent in")
             listener.signal(SIGTERM)
             await listener.waitForExit()
         }
