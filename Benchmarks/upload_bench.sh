@@ -287,7 +287,8 @@ record() {
     add "$key.server_cpu_runs" "$scpu"
     add "$key.cores_runs" "$(calc "(c + v) / s" c="$ccpu" v="$scpu" s="$secs")"
     add "$key.cpu_per_gib_runs" "$(calc "(c + v) / (b / 1073741824)" c="$ccpu" v="$scpu" b="$bytes")"
-    add "$key.client_mb_per_cpu_s_runs" "$(calc "b / 1000000 / c" b="$bytes" c="$ccpu")"
+    # The client's rate per CPU second: xfer's only (nc's and rsync's clients use too little CPU to time).
+    [[ $key != xfer* ]] || add "$key.client_mb_per_cpu_s_runs" "$(calc "c > 0 ? b / 1000000 / c : 0" b="$bytes" c="$ccpu")"
     # This round's figures, for the per-round ratios.
     R[$key.mbps.round$ROUND]=$(calc "b / s / 1000000" b="$bytes" s="$secs")
     R[$key.cpu_per_gib.round$ROUND]=$(calc "(c + v) / (b / 1073741824)" c="$ccpu" v="$scpu" b="$bytes")
