@@ -38,6 +38,11 @@ let package = Package(
             name: "CXferZlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        // The upload client's compressor; the zlib format it writes is read back with zlib.
+        .systemLibrary(
+            name: "CXferDeflate",
+            providers: [.apt(["libdeflate-dev"])]
+        ),
         .target(
             name: "CXferAccel",
             linkerSettings: [.linkedLibrary("z")]
@@ -46,6 +51,7 @@ let package = Package(
             name: "XferProtocol",
             dependencies: [
                 "CXferZlib",
+                "CXferDeflate",
                 "CXferAccel",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]

@@ -4,8 +4,8 @@
 #
 # Usage: Benchmarks/upload_bench.sh [--runs N] [--big] [--json] [--help]
 #
-#   --runs N   runs of each throughput measurement; the median is reported (default 3)
-#   --big      also upload a 4 GiB random file once (throughput, CPU, peak RSS; plus one nc run)
+#   --runs N   rounds of the throughput measurements; per-round ratios and medians are reported (default 3)
+#   --big      also upload a 4 GiB random file once (throughput, CPU, peak RSS each side; plus one nc run)
 #   --json     print the figures as one JSON object on stdout (the human table then goes to stderr)
 #
 # Environment:
@@ -19,6 +19,7 @@
 #   LOAD_WAIT        seconds to wait for it at most (default 120)
 #   RSS_TARGET_MIB   peak RSS target for each xfer process (default 64)
 #   STEP_TIMEOUT     seconds before one transfer counts as hung (default 900)
+#   STARTUP_RUNS     runs of the whole-process `xfer send x` timing (default 30, at least 30 for the target)
 #   BENCH_TMPDIR     where to put the files (default: mktemp -d under $TMPDIR or /tmp); removed at exit
 #
 # Steps: release build; a random file (/dev/urandom) and a text corpus (common licenses, every man
@@ -26,6 +27,10 @@
 # .py files, concatenated and repeated up to TEXT_MIB) created once in the temp dir; wait for a quiet
 # machine; then RUNS rounds, each uploading both files with every tool in turn:
 #   xfer     `xfer upload --server 127.0.0.1:PORT FILE` to a fresh `xfer serve --port 0 --dir D`
+#   xfer -t1, -t2  the text file again with `--threads 1` and `--threads 2` (skipped when the binary has no
+#            --threads): wall MB/s, and the client's compression rate per CPU second (file MB / client CPU s)
+#   xfer wss the random file over `wss://` (serve --tls-cert/--tls-key with a self-signed EC certificate made by
+#            openssl in the temp dir, the client trusting it with --tls-ca), against xfer over ws:// that round
 #   nc       `nc -l -d 127.0.0.1 PORT > out` and `nc -N 127.0.0.1 PORT < FILE` (netcat-openbsd)
 #   rsync    `rsync -a`, `rsync -az` (this rsync's default choice, zstd) and
 #            `rsync -az --compress-choice=zlib` to an rsync daemon on loopback (use chroot = no)
@@ -38,10 +43,15 @@
 # /proc/PID/status after the upload (a fresh server per upload). After the rounds: one more xfer
 # upload of each file through Tests/Support/faultproxy.py (a counting TCP proxy) for the bytes on
 # the wire (not in the throughput figures), and `gzip -1 -c | wc -c` (and `zstd -3 -T1`) for
-# reference ratios.
+# reference ratios. Then start-up: `xfer send --server 127.0.0.1:PORT x` as a whole process against a running
+# server, STARTUP_RUNS times (hyperfine -N when installed, else a loop timed with `date +%s%N`); median reported.
+#
+# Ratios (xfer / nc, xfer / rsync, wss / ws, CPU per GiB) are taken per round from that round's runs, then the
+# median of the rounds is compared with the targets of issue 12. CPU per GiB is the client's plus the server's
+# user+sys seconds per GiB of file (rsync: client plus the daemon's per-connection processes).
 #
 # Needs: bash >= 5, jq, coreutils, GNU time at /usr/bin/time (apt-get install time), netcat-openbsd,
-# rsync, gzip, Python 3. About 2 x (RANDOM_MIB + TEXT_MIB) MiB free in the temp dir (plus 2 x BIG_MIB
+# rsync, gzip, openssl, Python 3; hyperfine if present. About 2 x (RANDOM_MIB + TEXT_MIB) MiB free in the temp dir (plus 2 x BIG_MIB
 # with --big). Every process started here is killed by its PID on exit. Exit status 0 only when no
 # problem was found (see PROBLEMS at the end of the table); targets not met are reported, not fatal.
 
@@ -77,8 +87,9 @@ LOAD_MAX=${LOAD_MAX:-0.5}
 LOAD_WAIT=${LOAD_WAIT:-120}
 RSS_TARGET_MIB=${RSS_TARGET_MIB:-64}
 STEP_TIMEOUT=${STEP_TIMEOUT:-900}
+STARTUP_RUNS=${STARTUP_RUNS:-30}
 PYTHON=${PYTHON:-python3}
-for var in RANDOM_MIB TEXT_MIB BIG_MIB LOAD_WAIT RSS_TARGET_MIB STEP_TIMEOUT; do
+for var in RANDOM_MIB TEXT_MIB BIG_MIB LOAD_WAIT RSS_TARGET_MIB STEP_TIMEOUT STARTUP_RUNS; do
     [[ ${!var} =~ ^[1-9][0-9]*$ ]] || usage_error "$var must be a positive integer"
 done
 [[ $LOAD_MAX =~ ^[0-9]+(\.[0-9]+)?$ ]] || usage_error "LOAD_MAX must be a number"
@@ -101,6 +112,7 @@ command -v nc >/dev/null || die "nc is required (apt-get install netcat-openbsd)
 [[ $(nc -h 2>&1 || true) == *$'\n'*-N* ]] || die "this nc has no -N: netcat-openbsd is required (apt-get install netcat-openbsd)"
 command -v rsync >/dev/null || die "rsync is required (apt-get install rsync)"
 command -v gzip >/dev/null || die "gzip is required"
+command -v openssl >/dev/null || die "openssl is required for the wss:// upload (apt-get install openssl)"
 command -v pgrep >/dev/null || die "pgrep is required (apt-get install procps)"
 [[ -x /usr/bin/time ]] || die "GNU time is required at /usr/bin/time (apt-get install time)"
 /usr/bin/time -f '%M' -o /dev/null true 2>/dev/null || die "/usr/bin/time is not GNU time (apt-get install time)"
@@ -207,6 +219,10 @@ else
     R[xfer_tree]="clean"
 fi
 R[xfer_version]=$("$XFER" --version 2>/dev/null || echo unknown)
+# Builds before issue 12 have no --threads: their -t1/-t2 rows stay empty.
+THREADS=0
+if "$XFER" upload --help 2>&1 | grep -q -- '--threads'; then THREADS=1; fi
+R[xfer_has_threads]=$THREADS
 R[xfer_bin]=$XFER
 R[rsync_version]=$(rsync --version | sed -n 1p | tr -s ' ')
 R[rsync_compress_list]=$(rsync --version | awk '/^Compress list:/ { getline; gsub(/^ +| +$/, ""); print; exit }')
@@ -270,6 +286,12 @@ record() {
     add "$key.client_cpu_runs" "$ccpu"
     add "$key.server_cpu_runs" "$scpu"
     add "$key.cores_runs" "$(calc "(c + v) / s" c="$ccpu" v="$scpu" s="$secs")"
+    add "$key.cpu_per_gib_runs" "$(calc "(c + v) / (b / 1073741824)" c="$ccpu" v="$scpu" b="$bytes")"
+    # The client's rate per CPU second: xfer's only (nc's and rsync's clients use too little CPU to time).
+    [[ $key != xfer* ]] || add "$key.client_mb_per_cpu_s_runs" "$(calc "c > 0 ? b / 1000000 / c : 0" b="$bytes" c="$ccpu")"
+    # This round's figures, for the per-round ratios.
+    R[$key.mbps.round$ROUND]=$(calc "b / s / 1000000" b="$bytes" s="$secs")
+    R[$key.cpu_per_gib.round$ROUND]=$(calc "(c + v) / (b / 1073741824)" c="$ccpu" v="$scpu" b="$bytes")
     # Other processes' CPU is summed over the runs of KEY (ticks are 1/CLK_TCK s: short runs alone are too coarse).
     other=$(calc "(b / hz) - c - v" b="$busy" hz="$CLK_TCK" c="$ccpu" v="$scpu")
     [[ -n $other ]] || return 0
@@ -305,13 +327,14 @@ SERVER_DIR=""
 SERVER_EVENTS=""
 
 
-# start_xfer_server TAG: a fresh server with an empty --dir, events to $WORK/TAG.events.
+# start_xfer_server TAG [SERVE_ARGS...]: a fresh server with an empty --dir, events to $WORK/TAG.events.
 start_xfer_server() {
     local tag=$1 listen_pid
+    shift
     SERVER_DIR=$WORK/$tag.dir
     SERVER_EVENTS=$WORK/$tag.events
     mkdir -p "$SERVER_DIR"
-    "$XFER" serve --host 127.0.0.1 --port 0 --dir "$SERVER_DIR" >"$SERVER_EVENTS" 2>"$WORK/$tag.server.err" </dev/null &
+    "$XFER" serve --host 127.0.0.1 --port 0 --dir "$SERVER_DIR" "$@" >"$SERVER_EVENTS" 2>"$WORK/$tag.server.err" </dev/null &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     wait_listening "$SERVER_PID" "$SERVER_EVENTS" "$WORK/$tag.server.err"
@@ -419,6 +442,13 @@ if ((BIG)); then
     head -c $((BIG_MIB * 1048576)) /dev/urandom >"$BIG_FILE"
 fi
 
+# The wss:// server's self-signed certificate (EC P-256, the kind a small server would use).
+CERT=$WORK/cert.pem
+CERT_KEY=$WORK/key.pem
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$CERT_KEY" -out "$CERT" \
+    -days 2 -subj "/CN=xfer bench" -addext "subjectAltName=IP:127.0.0.1" >"$WORK/openssl.out" 2>&1 \
+    || die "openssl could not make a certificate: $(head -c 300 "$WORK/openssl.out")"
+
 FILES=(random text)
 ((BIG)) && FILES+=(big)
 PATH_OF[random]=$RANDOM_FILE
@@ -455,18 +485,28 @@ run_t0=$EPOCHREALTIME
 
 # --- measurements -----------------------------------------------------------------------------------
 
-# xfer_run KIND TAG: one `xfer upload` of KIND's file to a fresh server; figures under xfer.KIND.
+# xfer_run KIND TAG [VARIANT]: one `xfer upload` of KIND's file to a fresh server; figures under xfer.KIND,
+# or xfer_VARIANT.KIND for VARIANT t1 (--threads 1), t2 (--threads 2) or tls (wss:// with a self-signed cert).
 xfer_run() {
-    local kind=$1 tag=$2 key=xfer.$1
+    local kind=$1 tag=$2 variant=${3:-} key=xfer.$1
     local file=${PATH_OF[$1]} rc=0 t0 t1 srv0 srv1 busy0 busy1 steal0 steal1 hwm status saved name ccpu
+    local serve_args=() client_args=() scheme=ws
+    case "$variant" in
+        "") ;;
+        t1) client_args=(--threads 1) ;;
+        t2) client_args=(--threads 2) ;;
+        tls) serve_args=(--tls-cert "$CERT" --tls-key "$CERT_KEY"); client_args=(--tls-ca "$CERT"); scheme=wss ;;
+        *) die "xfer_run: unknown variant $variant" ;;
+    esac
+    [[ -z $variant ]] || key=xfer_$variant.$kind
     name=$(basename "$file")
-    start_xfer_server "$tag"
+    start_xfer_server "$tag" "${serve_args[@]}"
     add "$key.server_idle_rss_kib_runs" "$(awk '/^VmRSS/ { print $2 }' "/proc/$SERVER_PID/status" 2>/dev/null || true)"
     srv0=$(proc_ticks "$SERVER_PID")
     read -r busy0 steal0 <<<"$(busy_ticks)"
     t0=$EPOCHREALTIME
     /usr/bin/time -f "$TIME_FMT" -o "$WORK/$tag.time" timeout "$STEP_TIMEOUT" \
-        "$XFER" upload --server "127.0.0.1:$SERVER_PORT" "$file" >"$WORK/$tag.client.out" 2>"$WORK/$tag.client.err" || rc=$?
+        "$XFER" upload --server "$scheme://127.0.0.1:$SERVER_PORT" "${client_args[@]}" "$file" >"$WORK/$tag.client.out" 2>"$WORK/$tag.client.err" || rc=$?
     t1=$EPOCHREALTIME
     read -r busy1 steal1 <<<"$(busy_ticks)"
     srv1=$(proc_ticks "$SERVER_PID")
@@ -619,16 +659,25 @@ rsync_run() {
 start_rsync_daemon
 log "rsync daemon on 127.0.0.1:$RSYNC_PORT (${R[rsync_version]})"
 
+ROUND=0
 for ((run = 1; run <= RUNS; run++)); do
+    ROUND=$run
     log "round $run of $RUNS"
     for kind in random text; do
         xfer_run "$kind" "xfer.$kind.$run"
+        if [[ $kind == random ]]; then
+            xfer_run random "xfer_tls.random.$run" tls
+        elif ((THREADS)); then
+            xfer_run text "xfer_t1.text.$run" t1
+            xfer_run text "xfer_t2.text.$run" t2
+        fi
         nc_run "$kind" "nc.$kind.$run"
         rsync_run a "$kind" "rsync_a.$kind.$run"
         rsync_run az "$kind" "rsync_az.$kind.$run"
         rsync_run azzlib "$kind" "rsync_azzlib.$kind.$run"
     done
 done
+ROUND=big
 kill -TERM "$RSYNC_PID" 2>/dev/null || true
 wait "$RSYNC_PID" 2>/dev/null || true
 forget "$RSYNC_PID"
@@ -706,6 +755,44 @@ if command -v zstd >/dev/null; then
     R[zstd3.ratio]=$(calc "c / b" c="${R[zstd3.bytes]}" b="${SIZE[text]}")
 fi
 
+# --- start-up: `xfer send x` as a whole process ----------------------------------------------------------
+
+# time_startup: STARTUP_RUNS whole-process runs of `xfer send x` against the running server, after 3 warm-ups.
+time_startup() {
+    local out=$WORK/startup.json i t0 t1 rc ms=()
+    local cmd=("$XFER" send --server "127.0.0.1:$SERVER_PORT" x)
+    if command -v hyperfine >/dev/null &&
+        hyperfine -N --style none --warmup 3 --runs "$STARTUP_RUNS" --export-json "$out" "$(printf '%q ' "${cmd[@]}")" \
+            >/dev/null 2>"$WORK/startup.hyperfine.err"; then
+        R[startup.tool]="hyperfine $(hyperfine --version | awk '{ print $2 }') -N"
+        R[startup.median_ms]=$(jq '.results[0].median * 1000' "$out")
+        R[startup.mean_ms]=$(jq '.results[0].mean * 1000' "$out")
+        R[startup.min_ms]=$(jq '.results[0].min * 1000' "$out")
+        R[startup.max_ms]=$(jq '.results[0].max * 1000' "$out")
+        R[startup.cpu_ms]=$(jq '(.results[0].user + .results[0].system) * 1000' "$out")
+        return 0
+    fi
+    [[ ! -s $WORK/startup.hyperfine.err ]] || log "hyperfine failed ($(head -c 200 "$WORK/startup.hyperfine.err" | tr '\n' ' ')); timing with a loop"
+    for ((i = -3; i < STARTUP_RUNS; i++)); do
+        t0=$(date +%s%N)
+        rc=0
+        "${cmd[@]}" >/dev/null 2>>"$WORK/startup.err" || rc=$?
+        t1=$(date +%s%N)
+        [[ $rc -eq 0 ]] || { problem "startup: xfer send exited $rc: $(head -c 200 "$WORK/startup.err")"; return 0; }
+        ((i < 0)) || ms+=("$(calc "(b - a) / 1000000" a="$t0" b="$t1")")
+    done
+    R[startup.tool]="bash loop, date +%s%N"
+    R[startup.median_ms]=$(median "${ms[*]}")
+    R[startup.min_ms]=$(minimum "${ms[*]}")
+    R[startup.max_ms]=$(maximum "${ms[*]}")
+}
+log "start-up: xfer send x as a whole process, $STARTUP_RUNS runs against a running server"
+start_xfer_server startup
+time_startup
+stop_server || problem "startup: xfer serve exited $? on SIGTERM"
+check_stderr "$WORK/startup.server.err" "startup: xfer serve"
+R[load_avg_end]=$(cut -d' ' -f1-3 /proc/loadavg)
+
 # --- summaries ----------------------------------------------------------------------------------------
 
 for key in "${!R[@]}"; do
@@ -724,20 +811,35 @@ for key in "${!R[@]}"; do
     R[$base.other_cores]=$(calc "x < 0 ? 0 : x" x="$other")
     R[$base.steal_cores]=$(calc "t / s" t="${R[$base.steal_cpu_sum]:-}" s="${R[$key]}")
 done
-R[ratio_random_xfer_vs_nc]=$(calc "a / b" a="${R[xfer.random.mbps]:-}" b="${R[nc.random.mbps]:-}")
-R[ratio_text_xfer_vs_nc]=$(calc "a / b" a="${R[xfer.text.mbps]:-}" b="${R[nc.text.mbps]:-}")
-R[ratio_text_xfer_vs_rsync_zlib]=$(calc "a / b" a="${R[xfer.text.mbps]:-}" b="${R[rsync_azzlib.text.mbps]:-}")
-R[ratio_text_xfer_vs_rsync_zstd]=$(calc "a / b" a="${R[xfer.text.mbps]:-}" b="${R[rsync_az.text.mbps]:-}")
-R[ratio_random_xfer_vs_rsync_a]=$(calc "a / b" a="${R[xfer.random.mbps]:-}" b="${R[rsync_a.random.mbps]:-}")
+# Per-round ratios NAME = A / B of one round's figures (A and B: KEY.mbps or KEY.cpu_per_gib); the median of the
+# rounds is R[ratio_NAME].
+RATIOS=(
+    "random_xfer_vs_nc xfer.random.mbps nc.random.mbps"
+    "random_xfer_vs_rsync_a xfer.random.mbps rsync_a.random.mbps"
+    "text_xfer_vs_rsync_zstd xfer.text.mbps rsync_az.text.mbps"
+    "text_xfer_vs_rsync_zlib xfer.text.mbps rsync_azzlib.text.mbps"
+    "text_xfer_vs_nc xfer.text.mbps nc.text.mbps"
+    "wss_vs_ws xfer_tls.random.mbps xfer.random.mbps"
+    "cpu_random_xfer_vs_rsync_a xfer.random.cpu_per_gib rsync_a.random.cpu_per_gib"
+    "cpu_text_xfer_vs_rsync_zstd xfer.text.cpu_per_gib rsync_az.text.cpu_per_gib"
+    "text_t2_vs_t1 xfer_t2.text.mbps xfer_t1.text.mbps"
+)
+for spec in "${RATIOS[@]}"; do
+    read -r name a b <<<"$spec"
+    for ((run = 1; run <= RUNS; run++)); do
+        add "ratio_${name}_runs" "$(calc "x / y" x="${R[$a.round$run]:-}" y="${R[$b.round$run]:-}")"
+    done
+    R[ratio_$name]=$(median "${R[ratio_${name}_runs]:-}")
+done
 R[ratio_wire_xfer_vs_gzip1]=$(calc "a / b" a="${R[xfer.text.wire_ratio]:-}" b="${R[gzip1.ratio]:-}")
 if ((BIG)); then
     R[ratio_big_xfer_vs_nc]=$(calc "a / b" a="${R[xfer.big.mbps]:-}" b="${R[nc.big.mbps]:-}")
 fi
 rss_client=""
 rss_server=""
-for kind in "${FILES[@]}"; do
-    rss_client+=" ${R[xfer.$kind.client_rss_kib_runs]:-}"
-    rss_server+=" ${R[xfer.$kind.server_rss_kib_runs]:-}"
+for key in "${!R[@]}"; do
+    [[ $key == xfer*.client_rss_kib_runs ]] && rss_client+=" ${R[$key]}"
+    [[ $key == xfer*.server_rss_kib_runs ]] && rss_server+=" ${R[$key]}"
 done
 R[xfer_client_rss_kib_max]=$(maximum "$rss_client")
 R[xfer_server_rss_kib_max]=$(maximum "$rss_server")
@@ -769,9 +871,10 @@ mibfmt() { if [[ -z ${1:-} ]]; then printf -- '-'; else printf '%s MiB' "$(fmt "
 row() {
     local label=$1 key=$2
     [[ -n ${R[$key.mbps]:-} ]] || { printf '    %-40s %s\n' "$label" "(no successful run)"; return 0; }
-    printf '    %-40s %8s %17s %7s %8s %8s %6s %6s %11s %11s\n' "$label" \
+    printf '    %-40s %8s %17s %7s %8s %8s %7s %8s %6s %6s %11s %11s\n' "$label" \
         "$(fmt "${R[$key.mbps]}" 1)" "($(fmt "${R[$key.mbps.min]}" 0)..$(fmt "${R[$key.mbps.max]}" 0))" \
         "$(fmt "${R[$key.wall]:-}" 2)" "$(fmt "${R[$key.client_cpu]:-}" 2)" "$(fmt "${R[$key.server_cpu]:-}" 2)" \
+        "$(fmt "${R[$key.cpu_per_gib]:-}" 2)" "$(fmt "${R[$key.client_mb_per_cpu_s]:-}" 0)" \
         "$(fmt "${R[$key.cores]:-}" 2)" "$(fmt "${R[$key.other_cores]:-}" 2)" \
         "$(mibfmt "${R[$key.client_rss_kib.max]:-}")" "$(mibfmt "${R[$key.server_rss_kib.max]:-}")"
 }
@@ -795,11 +898,22 @@ row() {
     echo
     echo "1. Uploads on loopback, median of $RUNS run(s) (min..max); MB/s = 10^6 file bytes per second of wall time"
     echo "   wall: client start .. exit 0 (nc: .. both ends exited); CPU: user+sys seconds; cores: (client+server CPU)/wall;"
-    echo "   other: CPU of everything else on the machine during the runs (all runs together), in cores; RSS: peak over the runs"
-    printf '    %-40s %8s %17s %7s %8s %8s %6s %6s %11s %11s\n' "" "MB/s" "(min..max)" "wall s" "client" "server" "cores" "other" "client RSS" "server RSS"
+    echo "   CPU/GiB: (client+server CPU s) per GiB of file; cl MB/cpu: file MB per client CPU second (the client's rate when"
+    echo "   it has its cores to itself); other: CPU of everything else on the machine during the runs (all runs together),"
+    echo "   in cores; RSS: peak over the runs"
+    printf '    %-40s %8s %17s %7s %8s %8s %7s %8s %6s %6s %11s %11s\n' "" "MB/s" "(min..max)" "wall s" "client" "server" "CPU/GiB" "clMB/cpu" "cores" "other" "client RSS" "server RSS"
     for kind in "${FILES[@]}"; do
         echo "  ${LABEL[$kind]}"
         row "xfer upload -> xfer serve" "xfer.$kind"
+        [[ $kind == random ]] && row "xfer upload over wss:// (TLS)" "xfer_tls.$kind"
+        if [[ $kind == text ]]; then
+            if ((THREADS)); then
+                row "xfer upload --threads 1" "xfer_t1.$kind"
+                row "xfer upload --threads 2" "xfer_t2.$kind"
+            else
+                printf '    %-40s %s\n' "xfer upload --threads 1 / 2" "(this xfer has no --threads)"
+            fi
+        fi
         row "nc -N -> nc -l -d > file (raw TCP)" "nc.$kind"
         if [[ $kind != big ]]; then
             row "rsync -a -> rsync daemon" "rsync_a.$kind"
@@ -819,19 +933,34 @@ row() {
     printf '  %-58s %8s\n' "rsync -az --compress-choice=zlib, text: Total bytes sent" "$(fmt "${R[rsync_azzlib.text.wire_ratio]:-}" 4)"
     printf '  %-58s %8s\n' "rsync -a, random: Total bytes sent" "$(fmt "${R[rsync_a.random.wire_ratio]:-}" 4)"
     echo
-    echo "3. Targets"
-    printf '  %-58s %8s   (target >= 0.70: %s)\n' "xfer random MB/s / nc random MB/s" "$(fmt "${R[ratio_random_xfer_vs_nc]:-}" 2)" "$(yesno "${R[ratio_random_xfer_vs_nc]:-}" '>=' 0.70)"
-    printf '  %-58s %8s   (target >= 3: %s)\n' "xfer text MB/s / rsync -az --compress-choice=zlib" "$(fmt "${R[ratio_text_xfer_vs_rsync_zlib]:-}" 2)" "$(yesno "${R[ratio_text_xfer_vs_rsync_zlib]:-}" '>=' 3)"
-    printf '  %-58s %8s   (target >= 0.5: %s)\n' "xfer text MB/s / rsync -az (${R[rsync_az.compress]:-default})" "$(fmt "${R[ratio_text_xfer_vs_rsync_zstd]:-}" 2)" "$(yesno "${R[ratio_text_xfer_vs_rsync_zstd]:-}" '>=' 0.5)"
-    printf '  %-58s %8s   (target <= 1, no worse: %s)\n' "xfer text wire ratio / gzip -1 ratio" "$(fmt "${R[ratio_wire_xfer_vs_gzip1]:-}" 4)" "$(yesno "${R[ratio_wire_xfer_vs_gzip1]:-}" '<=' 1)"
+    echo "3. Ratios per round (A / B of the same round) and their median"
+    for spec in "${RATIOS[@]}"; do
+        read -r name _ _ <<<"$spec"
+        printf '  %-34s %8s   rounds: %s\n' "$name" "$(fmt "${R[ratio_$name]:-}" 3)" \
+            "$(for v in ${R[ratio_${name}_runs]:-}; do printf '%s ' "$(fmt "$v" 3)"; done)"
+    done
+    echo
+    echo "4. Start-up: xfer send --server 127.0.0.1:PORT x, whole process against a running server (${R[startup.tool]:-?})"
+    printf '  %-58s %8s   (min %s, max %s, CPU %s ms)\n' "median of $STARTUP_RUNS runs, ms" "$(fmt "${R[startup.median_ms]:-}" 1)" \
+        "$(fmt "${R[startup.min_ms]:-}" 1)" "$(fmt "${R[startup.max_ms]:-}" 1)" "$(fmt "${R[startup.cpu_ms]:-}" 1)"
+    echo
+    echo "5. Targets (issue 12; medians of the per-round ratios)"
+    printf '  %-58s %8s   (target >= 0.75: %s)\n' "xfer text MB/s / rsync -az (${R[rsync_az.compress]:-default})" "$(fmt "${R[ratio_text_xfer_vs_rsync_zstd]:-}" 2)" "$(yesno "${R[ratio_text_xfer_vs_rsync_zstd]:-}" '>=' 0.75)"
+    printf '  %-58s %8s   (target <= 1.02: %s)\n' "xfer text wire ratio / gzip -1 ratio" "$(fmt "${R[ratio_wire_xfer_vs_gzip1]:-}" 4)" "$(yesno "${R[ratio_wire_xfer_vs_gzip1]:-}" '<=' 1.02)"
+    printf '  %-58s %8s   (target >= 1.0: %s)\n' "xfer random MB/s / nc random MB/s" "$(fmt "${R[ratio_random_xfer_vs_nc]:-}" 2)" "$(yesno "${R[ratio_random_xfer_vs_nc]:-}" '>=' 1.0)"
+    printf '  %-58s %8s   (target >= 1.0: %s)\n' "xfer random MB/s / rsync -a random MB/s" "$(fmt "${R[ratio_random_xfer_vs_rsync_a]:-}" 2)" "$(yesno "${R[ratio_random_xfer_vs_rsync_a]:-}" '>=' 1.0)"
+    printf '  %-58s %8s   (target <= 1.0: %s)\n' "xfer CPU s/GiB / rsync -a CPU s/GiB, random" "$(fmt "${R[ratio_cpu_random_xfer_vs_rsync_a]:-}" 2)" "$(yesno "${R[ratio_cpu_random_xfer_vs_rsync_a]:-}" '<=' 1.0)"
+    printf '  %-58s %8s   (target >= 0.8: %s)\n' "xfer wss:// MB/s / ws:// MB/s, random" "$(fmt "${R[ratio_wss_vs_ws]:-}" 2)" "$(yesno "${R[ratio_wss_vs_ws]:-}" '>=' 0.8)"
+    printf '  %-58s %8s   (target < 15 ms: %s)\n' "xfer send x, whole process, median ms" "$(fmt "${R[startup.median_ms]:-}" 1)" "$(yesno "${R[startup.median_ms]:-}" '<' 15)"
     printf '  %-58s %8s   (target < %s MiB: %s)\n' "xfer upload peak RSS (max over all uploads)" "$(mibfmt "${R[xfer_client_rss_kib_max]:-}")" "$RSS_TARGET_MIB" "$(yesno "${R[xfer_client_rss_kib_max]:-}" '<' $((RSS_TARGET_MIB * 1024)))"
     printf '  %-58s %8s   (target < %s MiB: %s)\n' "xfer serve peak RSS, VmHWM (max over all uploads)" "$(mibfmt "${R[xfer_server_rss_kib_max]:-}")" "$RSS_TARGET_MIB" "$(yesno "${R[xfer_server_rss_kib_max]:-}" '<' $((RSS_TARGET_MIB * 1024)))"
     printf '  %-58s %8s\n' "  xfer serve RSS when idle, before the upload (median)" "$(mibfmt "${R[xfer.random.server_idle_rss_kib]:-}")"
     for kind in "${FILES[@]}"; do
         printf '  %-58s %8s / %s\n' "  ${LABEL[$kind]}: client / server peak RSS" "$(mibfmt "${R[xfer.$kind.client_rss_kib.max]:-}")" "$(mibfmt "${R[xfer.$kind.server_rss_kib.max]:-}")"
     done
+    printf '  %-58s %8s\n' "xfer text MB/s / rsync -az --compress-choice=zlib" "$(fmt "${R[ratio_text_xfer_vs_rsync_zlib]:-}" 2)"
     printf '  %-58s %8s\n' "xfer text MB/s / nc text MB/s" "$(fmt "${R[ratio_text_xfer_vs_nc]:-}" 2)"
-    printf '  %-58s %8s\n' "xfer random MB/s / rsync -a random MB/s" "$(fmt "${R[ratio_random_xfer_vs_rsync_a]:-}" 2)"
+    printf '  %-58s %8s\n' "xfer text client MB per CPU s, --threads 1 / 2" "$(fmt "${R[xfer_t1.text.client_mb_per_cpu_s]:-}" 0) / $(fmt "${R[xfer_t2.text.client_mb_per_cpu_s]:-}" 0)"
     if ((BIG)); then
         printf '  %-58s %8s\n' "xfer / nc, $BIG_MIB MiB random (one run each)" "$(fmt "${R[ratio_big_xfer_vs_nc]:-}" 2)"
     fi

@@ -9,11 +9,13 @@ import XferTransport
 
 /// One file or stream being uploaded, across as many connections as it takes.
 ///
-/// Reading and hashing run in order on serial queues, compression on one serial queue per encoder (blocks are
-/// dealt round-robin), and everything else on the connection's event loop. A block is read straight into the
-/// buffer it is sent from: a raw block is hashed and masked in place on the read queue, while its bytes are in that
-/// core's cache and without waking another thread; a compressible one is hashed on the hash queue, then compressed
-/// into a second buffer. Buffers come back to a pool when the server acknowledges them.
+/// Reading, CRC-32, SHA-256 and the compressibility check run in order on one serial read queue, while the block's
+/// bytes are in that core's cache; compression runs on one serial queue per encoder thread (`settings.encoders`,
+/// blocks dealt round-robin), and everything else on the connection's event loop. A block is read straight into
+/// the buffer it is sent from: a raw block is masked in place on the read queue, a compressible one is compressed
+/// by its encoder into a second buffer (libdeflate, each block a zlib stream of its own, so blocks compress in
+/// parallel and the machine puts them back in order). Buffers come back to a pool when the server acknowledges
+/// them.
 ///
 /// Blocks stay in memory from the moment they are read until the server acknowledges them, at most
 /// `settings.window` of them: that is both the bound on memory and the replay window that lets a stream (which
@@ -30,18 +32,17 @@ public final class UploadJob: @unchecked Sendable {
     private let sink: EventSink
 
     private let readQueue = DispatchQueue(label: "xfer.upload.read")
-    private let hashQueue = DispatchQueue(label: "xfer.upload.hash")
     private let encodeQueues: [DispatchQueue]
-    private let codecs: [BlockCodec]
+    /// One per encoder queue, used only on it.
+    private let compressors: [BlockCompressor]
     /// Used only on `readQueue`, to decide whether a block is worth compressing.
-    private let sampler = BlockCodec(level: 1)
-    private let readState = ReadState()
+    private let sampler = BlockCompressor(level: 1)
     /// Frame buffers, back from the server's acknowledgement for the next reads.
     private let pool: BufferPool
     /// The machine's read generation, for the queues: it changes when the read position jumps (a resume from an
     /// offset outside the retained blocks), and work scheduled before that is stale. Written on the loop.
     private let generation = Atomic<Int>(0)
-    /// Touched only on `hashQueue`.
+    /// Touched only on `readQueue`.
     private let hashState: HashState
 
     final class HashState: @unchecked Sendable {
@@ -70,38 +71,6 @@ public final class UploadJob: @unchecked Sendable {
             }
             copy.maskKey = key
             return copy
-        }
-    }
-
-    /// What the read queue remembers between blocks: the tail of the previous one, the next block's dictionary.
-    /// Touched only on `readQueue`.
-    final class ReadState: @unchecked Sendable {
-        static let dictionarySize = 32 * 1024
-        private var tail: [UInt8] = []
-        private var tailEnd: UInt64 = 0
-
-        /// The (at most 32 KiB) bytes before `offset`: remembered, or read back from a file after a jump.
-        func dictionary(before offset: UInt64, source: UploadSource) -> [UInt8] {
-            if offset == 0 { return [] }
-            if self.tailEnd == offset { return self.tail }
-            guard source.isSeekable else { return [] }
-            let count = Int(min(UInt64(Self.dictionarySize), offset))
-            var bytes = [UInt8](repeating: 0, count: count)
-            let got =
-                (try? bytes.withUnsafeMutableBytes {
-                    try source.read(at: offset - UInt64(count), count: count, into: $0)
-                }) ?? 0
-            return got == count ? bytes : []
-        }
-
-        func remember(_ raw: UnsafeRawBufferPointer, endingAt end: UInt64) {
-            let count = min(Self.dictionarySize, raw.count)
-            if count == Self.dictionarySize || self.tailEnd != end - UInt64(raw.count) {
-                self.tail = Array(raw[(raw.count - count)...])
-            } else {
-                self.tail = Array((self.tail + raw).suffix(Self.dictionarySize))
-            }
-            self.tailEnd = end
         }
     }
 
@@ -136,13 +105,15 @@ public final class UploadJob: @unchecked Sendable {
         self.settings = settings
         self.loop = loop
         self.sink = sink
-        self.encodeQueues = (0..<settings.encoders).map { DispatchQueue(label: "xfer.upload.encode.\($0)") }
-        self.codecs = (0..<settings.encoders).map { _ in BlockCodec(level: settings.level) }
+        // More encoders than blocks in the window would never get work.
+        let encoders = min(settings.encoders, settings.window)
+        self.encodeQueues = (0..<encoders).map { DispatchQueue(label: "xfer.upload.encode.\($0)") }
+        self.compressors = (0..<encoders).map { _ in BlockCompressor(level: settings.level) }
         self.hashState = HashState()
         // Room for a whole frame, including zlib's worst case of slight growth on incompressible input.
         self.pool = BufferPool(
             capacity: Self.payloadStart + settings.blockSize + settings.blockSize / 64 + 4096,
-            limit: settings.window + settings.encoders + 2
+            limit: settings.window + encoders + 2
         )
         self.machine = UploadSenderStateMachine(
             blockSize: settings.blockSize,
@@ -239,10 +210,9 @@ public final class UploadJob: @unchecked Sendable {
         self.ready.removeAll(keepingCapacity: true)
         self.inFlight.removeAll(keepingCapacity: true)
         let source = self.source
-        let hashQueue = self.hashQueue
         let hashState = self.hashState
         self.readQueue.async {
-            hashQueue.async { hashState.hasher = SHA256() }
+            hashState.hasher = SHA256()
             var position: UInt64 = 0
             while position < offset {
                 let count = Int(min(UInt64(1 << 20), offset - position))
@@ -250,8 +220,7 @@ public final class UploadJob: @unchecked Sendable {
                 let got =
                     (try? chunk.withUnsafeMutableBytes { try source.read(at: position, count: count, into: $0) }) ?? 0
                 guard got == count else { break }
-                let hashed = chunk
-                hashQueue.async { hashed.withUnsafeBytes { hashState.hasher.update(bufferPointer: $0) } }
+                chunk.withUnsafeBytes { hashState.hasher.update(bufferPointer: $0) }
                 position += UInt64(count)
             }
         }
@@ -328,10 +297,11 @@ public final class UploadJob: @unchecked Sendable {
         if wrote { connection.flush() }
     }
 
-    /// Finalizes the SHA-256 behind every block hashed so far, on the hash queue, and hands it to the machine.
+    /// Finalizes the SHA-256 behind every block hashed so far, on the read queue (after every read scheduled
+    /// before), and hands it to the machine.
     private func computeDigest() {
         let hashState = self.hashState
-        self.hashQueue.async {
+        self.readQueue.async {
             let digest = Array(hashState.hasher.finalize())
             self.loop.execute {
                 guard case .finish(let size, let digest) = self.machine.digestComputed(digest),
@@ -347,11 +317,10 @@ public final class UploadJob: @unchecked Sendable {
         let blockSize = self.settings.blockSize
         let source = self.source
         let hashState = self.hashState
-        let hashQueue = self.hashQueue
         let pool = self.pool
         let index = Int(offset / UInt64(blockSize))
         let encodeQueue = self.encodeQueues[index % self.encodeQueues.count]
-        let codec = self.codecs[index % self.codecs.count]
+        let compressor = self.compressors[index % self.compressors.count]
         self.readQueue.async {
             guard generation == self.generation.load(ordering: .sequentiallyConsistent) else {
                 return self.loop.execute { self.prepared(nil, offset: offset, generation: generation) }
@@ -390,47 +359,29 @@ public final class UploadJob: @unchecked Sendable {
             let sampler = self.sampler
             let (crc, compressible) = frame.withUnsafeReadableBytes { bytes in
                 let raw = UnsafeRawBufferPointer(rebasing: bytes[Self.payloadStart...])
-                // Remembered for every block: the next one may compress and needs these bytes as its dictionary.
-                self.readState.remember(raw, endingAt: offset + UInt64(count))
-                return (BlockCodec.crc32(raw), codec.level > 0 && sampler.looksCompressible(raw))
+                // Hashed here, in order and while the bytes are in this core's cache: no hand-off to a hash thread.
+                hashState.hasher.update(bufferPointer: raw)
+                return (BlockCodec.crc32(raw), compressor.level > 0 && sampler.looksCompressible(raw))
             }
             guard compressible else {
-                // Hashed and masked in place right here, while the bytes are in this core's cache: one thread
-                // hand-off fewer per block. The hash queue may still hold earlier (compressible) blocks: wait.
-                hashQueue.sync {
-                    frame.withUnsafeReadableBytes {
-                        hashState.hasher.update(
-                            bufferPointer: UnsafeRawBufferPointer(rebasing: $0[Self.payloadStart...])
-                        )
-                    }
-                }
                 let block = Self.sealFrame(&frame, offset: offset, count: count, crc: crc, encoding: .raw)
                 return self.loop.execute { self.prepared(block, offset: offset, generation: generation) }
             }
-            // The previous 32 KiB of the upload are this block's preset dictionary: compressing blocks
-            // independently (in parallel) then costs almost nothing in ratio.
-            let dictionary = self.readState.dictionary(before: offset, source: source)
-            // Hashed first, then compressed: the block counts against the window until it is encoded, so the
-            // window bounds the blocks held by both queues.
+            // The block counts against the window until it is encoded, so the window bounds the blocks held by
+            // the encoder queues.
             let raw = frame
-            hashQueue.async {
-                raw.withUnsafeReadableBytes {
-                    hashState.hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[Self.payloadStart...]))
+            encodeQueue.async {
+                let block = raw.withUnsafeReadableBytes {
+                    Self.encode(
+                        UnsafeRawBufferPointer(rebasing: $0[Self.payloadStart...]),
+                        into: pool.take(),
+                        offset: offset,
+                        crc: crc,
+                        compressor: compressor
+                    )
                 }
-                encodeQueue.async {
-                    let block = raw.withUnsafeReadableBytes {
-                        Self.encode(
-                            UnsafeRawBufferPointer(rebasing: $0[Self.payloadStart...]),
-                            into: pool.take(),
-                            offset: offset,
-                            crc: crc,
-                            dictionary: dictionary,
-                            codec: codec
-                        )
-                    }
-                    pool.give(raw)
-                    self.loop.execute { self.prepared(block, offset: offset, generation: generation) }
-                }
+                pool.give(raw)
+                self.loop.execute { self.prepared(block, offset: offset, generation: generation) }
             }
         }
     }
@@ -482,18 +433,17 @@ public final class UploadJob: @unchecked Sendable {
     }
 
     /// Builds the whole wire frame of a block that looked compressible into `out`, on an encoder queue: the zlib
-    /// stream, or the raw bytes when zlib did not shrink them.
+    /// stream, or the raw bytes when deflate did not shrink them.
     private static func encode(
         _ raw: UnsafeRawBufferPointer,
         into out: consuming ByteBuffer,
         offset: UInt64,
         crc: UInt32,
-        dictionary: [UInt8],
-        codec: BlockCodec
+        compressor: BlockCompressor
     ) -> PreparedBlock {
         var out = out
         out.moveWriterIndex(forwardBy: Self.payloadStart)
-        let encoding = codec.encode(raw, into: &out, knownCompressible: true, dictionary: dictionary)
+        let encoding = compressor.encode(raw, into: &out)
         return Self.sealFrame(&out, offset: offset, count: raw.count, crc: crc, encoding: encoding)
     }
 

@@ -11,12 +11,15 @@ public struct UploadSettings: Sendable {
     /// Raw bytes per block. 1 MiB measured best here: large enough that per-frame costs vanish, small enough
     /// that a resume repeats little and memory stays low.
     public var blockSize: Int
-    /// zlib level (0 = never compress).
+    /// Compression level, 0 (never compress) to 9; the wire format is zlib's whatever the level.
     public var level: Int
     /// Blocks read, encoded or unacknowledged at once: this bounds memory and is the replay window of a stream.
     public var window: Int
-    /// Threads compressing blocks in parallel.
+    /// Threads compressing blocks in parallel (`--threads`); more than `window` would never get work.
     public var encoders: Int
+
+    /// The `--threads` values accepted.
+    public static let encoderRange = 1...64
 
     /// The default block size (1 MiB); the server's buffer pool is sized for it.
     public static let defaultBlockSize = UploadOffer.defaultBlockSize

@@ -37,8 +37,20 @@ struct UploadCommand: AsyncParsableCommand {
     )
     var retries: Int = 3
 
-    @Option(name: .long, help: ArgumentHelp("zlib compression level, 0 (off) to 9.", valueName: "level"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Compression level, 0 (off) to 9; blocks travel in the zlib format.", valueName: "level")
+    )
     var level: Int = 1
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Threads compressing blocks at once, 1 to 64; the default is the number of cores available.",
+            valueName: "n"
+        )
+    )
+    var threads: Int = System.coreCount
 
     @Option(name: .long, help: ArgumentHelp("Block size in KiB (4 to 16384).", valueName: "kib"))
     var blockSize: Int = 1024
@@ -74,6 +86,11 @@ struct UploadCommand: AsyncParsableCommand {
             throw ValidationError("--block-size must be between 4 and 16384 (KiB)")
         }
         guard (1...1024).contains(self.window) else { throw ValidationError("--window must be between 1 and 1024") }
+        guard UploadSettings.encoderRange.contains(self.threads) else {
+            throw ValidationError(
+                "--threads must be between \(UploadSettings.encoderRange.lowerBound) and \(UploadSettings.encoderRange.upperBound)"
+            )
+        }
     }
 
     func run() async throws {
@@ -87,7 +104,12 @@ struct UploadCommand: AsyncParsableCommand {
         }
         let server = try self.client.serverURL()
         let timezone = try self.client.resolvedTimezone()
-        let settings = UploadSettings(blockSize: self.blockSize * 1024, level: self.level, window: self.window)
+        let settings = UploadSettings(
+            blockSize: self.blockSize * 1024,
+            level: self.level,
+            window: self.window,
+            encoders: self.threads
+        )
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         let sink = FileDescriptorSink()

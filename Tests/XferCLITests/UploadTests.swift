@@ -171,6 +171,57 @@ struct UploadTests {
         await server.stop()
     }
 
+    /// A text corpus of this repository's own sources and documentation, repeated up to `count` bytes: varied,
+    /// real text (code, prose, man page markup), as a log or dump would be.
+    static func makeCorpus(_ directory: URL, _ name: String, bytes count: Int) throws -> URL {
+        var base = Data()
+        for folder in ["Sources", "man", "schema"] {
+            let root = TestPaths.root.appendingPathComponent(folder)
+            let files = FileManager.default.enumerator(at: root, includingPropertiesForKeys: nil)?
+                .compactMap { $0 as? URL }
+                .filter { !$0.hasDirectoryPath }
+                .sorted { $0.path < $1.path }
+            for file in files ?? [] { base.append(try Data(contentsOf: file)) }
+        }
+        base.append(try Data(contentsOf: TestPaths.root.appendingPathComponent("README.md")))
+        try #require(base.count > 100_000, "only \(base.count) bytes of text found under \(TestPaths.root.path)")
+        var data = Data(capacity: count)
+        while data.count < count { data.append(base) }
+        let url = directory.appendingPathComponent(name)
+        try data.prefix(count).write(to: url)
+        return url
+    }
+
+    /// Blocks are compressed independently, so `--threads` changes where the work runs, not what travels: with
+    /// one and with two compression threads the saved files are identical to the source and the bytes on the wire
+    /// the same.
+    @Test func oneAndTwoCompressionThreadsSaveIdenticalFiles() async throws {
+        let source = try TestPaths.temporaryDirectory()
+        let count = 6_500_000
+        let corpus = try Self.makeCorpus(source, "corpus.txt", bytes: count)
+        var saved: [Data] = []
+        var up: [Int] = []
+        for threads in ["1", "2"] {
+            let server = try await TestServer()
+            let (proxy, port) = try await Self.startProxy(to: server.port)
+            let result = try await xfer("upload", "--server", "127.0.0.1:\(port)", "--threads", threads, corpus.path)
+            #expect(result.status == 0, "--threads \(threads): \(result.stderr)")
+            #expect(
+                result.events.contains { $0.event == "status" && $0.bool("ok") == true && $0.int("bytes") == count }
+            )
+            let connection = try await proxy.waitForEvent { $0["conn"] != nil }
+            up.append(connection.int("up") ?? 0)
+            saved.append(try Data(contentsOf: server.directory.appendingPathComponent("corpus.txt")))
+            proxy.signal(SIGKILL)
+            await server.stop()
+        }
+        let original = try Data(contentsOf: corpus)
+        #expect(saved[0] == original, "--threads 1 saved different bytes")
+        #expect(saved[1] == original, "--threads 2 saved different bytes")
+        #expect(up[0] > 0 && up[0] < count / 2, "text crossed in \(up[0]) bytes")
+        #expect(abs(up[0] - up[1]) < 256, "--threads 1 sent \(up[0]) bytes, --threads 2 \(up[1])")
+    }
+
     @Test func aCutConnectionReconnectsAndResumes() async throws {
         let source = try TestPaths.temporaryDirectory()
         let file = try Self.makeFile(source, "big.bin", bytes: 12_000_000)
@@ -377,6 +428,11 @@ struct UploadTests {
         #expect(missing.events.contains { $0.event == "error" && $0.string("code") == "input_unreadable" })
         let noName = try await xfer("upload", "--server", server.url, "-")
         #expect(noName.status == 64)
+        for threads in ["0", "65", "many"] {
+            let bad = try await xfer("upload", "--server", server.url, "--threads", threads, small.path)
+            #expect(bad.status == 64, "--threads \(threads)")
+            #expect(bad.stderr.contains("--threads"), "--threads \(threads): \(bad.stderr)")
+        }
         await server.stop()
         try await expectValidEvents(tooBig.lines + missing.lines + noName.lines)
     }
