@@ -35,7 +35,16 @@ public enum SafeFileName {
             )
         }
         if result.utf8.count > Self.maxBytes {
-            result = Self.truncate(result, toBytes: Self.maxBytes)
+            // The cut may end in spaces, or keep only the extension of a name whose first character is too long:
+            // strip again, so that the result is visible and sanitising it again gives it back.
+            result = String(Self.truncate(result, toBytes: Self.maxBytes).trimmingSpaces().drop(while: { $0 == "." }))
+                .trimmingSpaces()
+            guard !result.isEmpty else {
+                throw XferError(
+                    .badName,
+                    "file name \"\(name.prefix(60))\" is too long to keep anything of: pass --name"
+                )
+            }
         }
         return result
     }

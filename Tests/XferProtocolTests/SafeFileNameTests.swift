@@ -88,6 +88,21 @@ import XferProtocol
         #expect(!result.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F })
     }
 
+    /// Found by FuzzFields: a cut that ends in spaces gave a name that sanitised again to another name, so an
+    /// offer did not survive its own encoding.
+    @Test(arguments: [
+        "\u{FFFD}:" + String(repeating: "\u{FFFD}", count: 77) + String(repeating: " ", count: 100),
+        String(repeating: "a", count: 239) + "  b", String(repeating: "\u{301}", count: 200) + ".txt",
+        String(repeating: "e\u{301}\u{302}\u{303}", count: 1) + String(repeating: "\u{304}", count: 200) + ".txt",
+    ])
+    func sanitisingIsIdempotentAfterACut(_ name: String) throws {
+        guard let once = Self.sanitized(name) else { return }
+        #expect(Self.sanitized(once) == once)
+        #expect(!once.hasSuffix(" "))
+        #expect(!once.hasPrefix("."))
+        #expect(once.utf8.count <= SafeFileName.maxBytes)
+    }
+
     @Test func numberedVariantsKeepTheExtension() {
         #expect(SafeFileName.numbered("report.pdf", 0) == "report.pdf")
         #expect(SafeFileName.numbered("report.pdf", 1) == "report (1).pdf")
