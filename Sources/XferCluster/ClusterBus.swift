@@ -321,6 +321,7 @@ public final class ClusterBus: Sendable {
             group.addTask {
                 let instance = self.settings.instance
                 let keep = max(self.settings.holdSeconds, 30)
+                let keepTexts = max(self.settings.holdMessages, 1000)
                 while !Task.isCancelled {
                     do {
                         try await Self.withTimeout(Self.statementTimeout) {
@@ -337,7 +338,10 @@ public final class ClusterBus: Sendable {
                         }
                         if sweep {
                             _ = try await Self.withTimeout(Self.statementTimeout) {
-                                try await links.query.query("SELECT xfer_sweep(\(keep))", logger: self.logger)
+                                try await links.query.query(
+                                    "SELECT xfer_sweep(\(keep)::double precision, \(keepTexts)::integer)",
+                                    logger: self.logger
+                                )
                             }
                         }
                     } catch {

@@ -352,18 +352,17 @@ public final class ClusterMessageRouter: MessageRouter {
             let results = try await self.bus.run("store the text") { connection, logger in
                 let rows = try await connection.query(
                     """
-                    SELECT t.i, r.r_delivered
-                    FROM unnest(\(senders)::text[], \(bodies)::text[]) WITH ORDINALITY AS t(sender, body, i)
-                    LEFT JOIN LATERAL xfer_route(\(name)::text, t.sender, t.body, \(hold)::double precision,
-                                                 \(keep)::integer) AS r ON true
-                    ORDER BY t.i
+                    SELECT r_seq, r_delivered FROM xfer_route_many(\(name)::text, \(senders)::text[],
+                        \(bodies)::text[], \(hold)::double precision, \(keep)::integer)
                     """,
                     logger: logger
                 )
+                // No row: the name is unknown (or forgotten), and none of the texts was stored.
                 var results = [RelayResult?](repeating: nil, count: senders.count)
-                for try await (position, delivered) in rows.decode((Int64, Int32?).self) {
-                    guard let delivered, position >= 1, position <= results.count else { continue }
-                    results[Int(position) - 1] = RelayResult(delivered: Int(delivered), held: delivered == 0 ? 1 : 0)
+                var position = 0
+                for try await (_, delivered) in rows.decode((Int64, Int32).self) where position < results.count {
+                    results[position] = RelayResult(delivered: Int(delivered), held: delivered == 0 ? 1 : 0)
+                    position += 1
                 }
                 return results
             }
@@ -445,11 +444,18 @@ public final class ClusterMessageRouter: MessageRouter {
         let instance = self.bus.settings.instance
         self.delivering.withLock {
             for row in rows {
+                var gaps: [(any TextInbox, since: UInt64, count: UInt64)] = []
                 let targets = self.state.withLock { state -> [(any TextInbox, UInt64)] in
                     var targets: [(any TextInbox, UInt64)] = []
                     for id in state.byName[name] ?? [] {
                         guard var receiver = state.receivers[id], receiver.active, receiver.cursor < row.seq else {
                             continue
+                        }
+                        // A name's seqs have no holes in the table: a hole after the cursor is texts the sweep
+                        // took before this drain read them (it fell over a minute behind). Say so, never skip
+                        // silently.
+                        if row.seq > receiver.cursor + 1, name != Self.unnamed {
+                            gaps.append((receiver.inbox, receiver.cursor, row.seq - receiver.cursor - 1))
                         }
                         receiver.cursor = row.seq
                         if let only = row.onlyClient, only != id || row.onlyInstance != instance {
@@ -466,6 +472,7 @@ public final class ClusterMessageRouter: MessageRouter {
                     }
                     return targets
                 }
+                for (inbox, since, count) in gaps { inbox.missed(since: since, count: count) }
                 for (inbox, seq) in targets {
                     // A refused text is lost to that connection only: it is being closed as a slow consumer.
                     _ = inbox.deliver(seq: seq, from: row.sender, text: row.body)

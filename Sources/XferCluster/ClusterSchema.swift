@@ -79,7 +79,6 @@ enum ClusterSchema {
             UPDATE xfer_names SET last_seq = last_seq + 1 WHERE name = p_name RETURNING last_seq INTO v_seq;
             INSERT INTO xfer_texts (name, seq, sender, body, pending, only_instance, only_client)
               VALUES (p_name, v_seq, p_sender, p_body, p_pending, p_instance, p_client);
-            DELETE FROM xfer_texts WHERE name = p_name AND seq <= v_seq - p_keep;
             PERFORM pg_notify('xfer_bus', 't' || p_name);
             RETURN v_seq;
           END
@@ -99,6 +98,32 @@ enum ClusterSchema {
             r_seq := xfer_append(p_name, p_sender, p_body, v_live = 0, p_keep, NULL, NULL);
             r_delivered := v_live;
             RETURN NEXT;
+          END
+          $f$;
+
+          -- Several texts to every listener of a name, in array order, as xfer_route gives each of them (one
+          -- lock, one INSERT, one trim, one notification): their seqs and the live receivers, or no row for an
+          -- unknown name.
+          CREATE OR REPLACE FUNCTION xfer_route_many(p_name text, p_senders text[], p_bodies text[],
+              p_hold double precision, p_keep integer) RETURNS TABLE (r_seq bigint, r_delivered integer)
+              LANGUAGE plpgsql AS $f$
+          DECLARE
+            v_seen timestamptz;
+            v_live integer;
+            v_count integer := cardinality(p_bodies);
+            v_first bigint;
+          BEGIN
+            SELECT last_seen INTO v_seen FROM xfer_names WHERE name = p_name FOR UPDATE;
+            IF NOT FOUND OR v_count IS NULL OR v_count = 0 THEN RETURN; END IF;
+            v_live := xfer_live(p_name);
+            IF v_live = 0 AND v_seen < now() - make_interval(secs => p_hold) THEN RETURN; END IF;
+            UPDATE xfer_names SET last_seq = last_seq + v_count WHERE name = p_name
+              RETURNING last_seq - v_count INTO v_first;
+            INSERT INTO xfer_texts (name, seq, sender, body, pending, only_instance, only_client)
+              SELECT p_name, v_first + t.i, t.sender, t.body, v_live = 0, NULL, NULL
+              FROM unnest(p_senders, p_bodies) WITH ORDINALITY AS t(sender, body, i);
+            PERFORM pg_notify('xfer_bus', 't' || p_name);
+            RETURN QUERY SELECT v_first + i, v_live FROM generate_series(1, v_count) AS i;
           END
           $f$;
 
@@ -184,8 +209,14 @@ enum ClusterSchema {
 
           -- Housekeeping, run by every instance now and then: expired texts, receivers of instances gone for a
           -- minute, names nobody used for a day.
-          CREATE OR REPLACE FUNCTION xfer_sweep(p_keep_seconds double precision) RETURNS void LANGUAGE sql AS $f$
+          -- Texts beyond the newest p_keep of their name go too, once a minute old: every instance's drain reads
+          -- a text well within that (a drain further behind reports the texts it lost as missed), which a trim on
+          -- each append could not promise to a drain behind a burst.
+          CREATE OR REPLACE FUNCTION xfer_sweep(p_keep_seconds double precision, p_keep integer) RETURNS void
+              LANGUAGE sql AS $f$
             DELETE FROM xfer_texts WHERE created < now() - make_interval(secs => p_keep_seconds);
+            DELETE FROM xfer_texts t USING xfer_names n
+              WHERE t.name = n.name AND t.seq <= n.last_seq - p_keep AND t.created < now() - interval '1 minute';
             DELETE FROM xfer_receivers r WHERE NOT EXISTS (
               SELECT 1 FROM xfer_instances i WHERE i.instance = r.instance AND i.seen > now() - interval '1 minute');
             DELETE FROM xfer_names n WHERE n.name <> '*' AND n.last_seen < now() - interval '1 day'
