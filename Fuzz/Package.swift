@@ -19,6 +19,15 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "FuzzFrameDecoder",
+            dependencies: [
+                .product(name: "XferTransport", package: "xfer"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
             name: "FuzzFields",
             dependencies: [
                 .product(name: "XferProtocol", package: "xfer"),

@@ -1,4 +1,5 @@
 import CXferAccel
+import CXferDeflate
 import CXferZlib
 import NIOCore
 
@@ -27,6 +28,11 @@ public final class BlockCodec: @unchecked Sendable {
     private var sampler = z_stream()
     private var inflater = z_stream()
     private var scratch: [UInt8] = []
+    /// libdeflate's whole-buffer decompressor: the zlib streams of a block inflate 2.7 times faster with it than
+    /// with zlib (1061 against 386 MB/s per core on a text corpus here), and a block is always whole in memory.
+    private let decompressor: OpaquePointer
+    /// Whether `decode` tries libdeflate first (true; false: zlib only, for comparing the two).
+    public var inflatesWithLibdeflate = true
 
     /// A codec compressing at `level` (0 = never compress).
     public init(level: Int) {
@@ -37,12 +43,17 @@ public final class BlockCodec: @unchecked Sendable {
         // The sampler always uses level 1: it only asks "does this shrink at all?".
         precondition(cxfer_deflate_init(&self.sampler, 1) == Z_OK, "deflateInit2 failed")
         precondition(cxfer_inflate_init(&self.inflater) == Z_OK, "inflateInit2 failed")
+        guard let decompressor = libdeflate_alloc_decompressor() else {
+            preconditionFailure("libdeflate_alloc_decompressor failed: out of memory")
+        }
+        self.decompressor = decompressor
     }
 
     deinit {
         deflateEnd(&self.deflater)
         deflateEnd(&self.sampler)
         inflateEnd(&self.inflater)
+        libdeflate_free_decompressor(self.decompressor)
     }
 
     /// The CRC-32 (zlib's, ISO 3309) of `bytes`: folded with PCLMULQDQ where the CPU has it (about 14 GB/s here,
@@ -175,6 +186,11 @@ public final class BlockCodec: @unchecked Sendable {
     /// decompression bomb or a corrupted length), or falls short of it.
     ///
     /// `dictionary` is supplied when the stream asks for one (FDICT): the receiver's last 32 KiB before the block.
+    ///
+    /// A stream is inflated by libdeflate when it has no preset dictionary (libdeflate has none) and is exactly
+    /// right: whole, with a good Adler-32, nothing after it, exactly `rawLength` bytes. Anything else goes through
+    /// zlib, which gives the verdict and its message as before; so a stream is accepted only when zlib would accept
+    /// it too, and costs the second pass only when it is refused.
     public func decode(
         _ payload: UnsafeRawBufferPointer,
         encoding: BlockEncoding,
@@ -189,6 +205,9 @@ public final class BlockCodec: @unchecked Sendable {
             }
             out.writeBytes(payload)
         case .zlib:
+            if self.inflatesWithLibdeflate, self.inflateWithLibdeflate(payload, rawLength: rawLength, into: &out) {
+                return
+            }
             inflateReset(&self.inflater)
             var status: Int32 = Z_OK
             var produced = 0
@@ -222,5 +241,33 @@ public final class BlockCodec: @unchecked Sendable {
                 )
             }
         }
+    }
+
+    /// Inflates a zlib stream without a preset dictionary into `out` with libdeflate; true when it was exactly
+    /// right (see `decode`), false (and `out` unchanged) otherwise.
+    private func inflateWithLibdeflate(
+        _ payload: UnsafeRawBufferPointer,
+        rawLength: Int,
+        into out: inout ByteBuffer
+    ) -> Bool {
+        // RFC 1950: FLG (the second byte) bit 5 is FDICT.
+        guard payload.count >= 2, payload[1] & 0x20 == 0, let input = payload.baseAddress else { return false }
+        var succeeded = false
+        out.writeWithUnsafeMutableBytes(minimumWritableBytes: max(rawLength, 1)) { target -> Int in
+            var consumed = 0
+            var produced = 0
+            let result = libdeflate_zlib_decompress_ex(
+                self.decompressor,
+                input,
+                payload.count,
+                target.baseAddress,
+                rawLength,
+                &consumed,
+                &produced
+            )
+            succeeded = result == LIBDEFLATE_SUCCESS && consumed == payload.count && produced == rawLength
+            return succeeded ? rawLength : 0
+        }
+        return succeeded
     }
 }

@@ -30,6 +30,21 @@ public enum WebSocketMasking {
         xfer_mask(output, input, source.count, Self.word(key, phase: phase))
     }
 
+    /// Copies `source` into `destination` (same length), masking with the key given as a little-endian word of its
+    /// four bytes (byte 0 lowest), from key position `phase`: the form a decoder reads the key in, with no array.
+    public static func copy(
+        _ source: UnsafeRawBufferPointer,
+        to destination: UnsafeMutableRawBufferPointer,
+        keyWord: UInt32,
+        phase: Int
+    ) {
+        precondition(destination.count >= source.count, "destination too small")
+        guard source.count > 0, let input = source.baseAddress, let output = destination.baseAddress else { return }
+        let shift = UInt32(8 * (phase & 3))
+        let word = shift == 0 ? keyWord : keyWord >> shift | keyWord << (32 - shift)
+        xfer_mask(output, input, source.count, word)
+    }
+
     /// Masks (or unmasks) `bytes` in place.
     public static func apply(_ bytes: UnsafeMutableRawBufferPointer, key: [UInt8], phase: Int = 0) {
         Self.copy(UnsafeRawBufferPointer(bytes), to: bytes, key: key, phase: phase)

@@ -10,7 +10,8 @@ import XferTransport
 /// events and statuses of one read burst (events are written to stdout before the statuses go out, so a status
 /// always follows its `text` event), and runs the closing handshake.
 final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = WebSocketFrame
+    /// Frames from `ClientFrameDecoder`, already unmasked.
+    typealias InboundIn = ClientFrame
     typealias OutboundOut = WebSocketFrame
 
     private var machine: ServerConnectionStateMachine
@@ -128,13 +129,13 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 "frame with RSV bits set, but no extension was negotiated (RFC 6455 section 5.2)"
             )
         }
-        if frame.maskKey == nil {
+        if !frame.masked {
             // RFC 6455 section 5.1: a server closes the connection on an unmasked frame from a client.
             return self.fail(.protocolError, "client frames must be masked (RFC 6455 section 5.1)")
         }
         switch frame.opcode {
         case .text, .binary, .continuation:
-            switch self.fragments.receive(opcode: frame.opcode, fin: frame.fin, data: self.unmasked(frame)) {
+            switch self.fragments.receive(opcode: frame.opcode, fin: frame.fin, data: frame.data) {
             case .message(let opcode, let data):
                 self.messageReceived(opcode: opcode, data: data)
             case .incomplete:
@@ -149,12 +150,11 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             }
         case .ping:
             // RFC 6455 section 5.5.2: answer with a pong carrying the same application data.
-            let pong = WebSocketFrame(fin: true, opcode: .pong, data: self.unmasked(frame))
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.data)
             context.write(self.wrapOutboundOut(pong), promise: nil)
             self.needsFlush = true
         case .pong:
-            if let rtt = Heartbeat.roundTrip(pongPayload: self.unmasked(frame).readableBytesView, now: Monotonic.now())
-            {
+            if let rtt = Heartbeat.roundTrip(pongPayload: frame.data.readableBytesView, now: Monotonic.now()) {
                 self.appendEvent(.ping(rttMs: Double(rtt) / 1e6, client: self.clientID))
             }
         case .connectionClose:
@@ -162,22 +162,6 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         default:
             self.fail(.protocolError, "unknown WebSocket opcode \(frame.opcode)")
         }
-    }
-
-    /// The frame's payload unmasked with `WebSocketMasking` (NIO's `unmaskedData` masks a byte at a time).
-    /// Block-sized binary payloads go into a buffer of `blockBuffers`, which the upload gives back when done.
-    private func unmasked(_ frame: WebSocketFrame) -> ByteBuffer {
-        guard let key = frame.maskKey, frame.data.readableBytes > 0 else { return frame.data }
-        let bytes = [key[0], key[1], key[2], key[3]]
-        let pool = self.server.blockBuffers
-        let size = frame.data.readableBytes
-        guard frame.opcode == .binary, size >= 64 * 1024, size <= pool.capacity else {
-            let allocator = self.context?.channel.allocator ?? ByteBufferAllocator()
-            return WebSocketMasking.unmasked(frame.data, key: bytes, allocator: allocator)
-        }
-        var out = pool.take()
-        WebSocketMasking.unmask(frame.data, key: bytes, appendingTo: &out)
-        return out
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -499,10 +483,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
     // MARK: Closing
 
-    private func closeReceived(_ frame: WebSocketFrame) {
+    private func closeReceived(_ frame: ClientFrame) {
         guard let context = self.context else { return }
         let code: UInt16?
-        switch ClosePayload.parse(self.unmasked(frame).readableBytesView) {
+        switch ClosePayload.parse(frame.data.readableBytesView) {
         case .valid(let valid, _):
             code = valid
         case .invalid(let errorCode, let message):

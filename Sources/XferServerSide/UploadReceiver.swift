@@ -48,7 +48,6 @@ final class UploadReceiver: @unchecked Sendable {
         /// Set on the I/O queue when the upload opens, before any block; then updated only on the hash queue.
         var hasher = SHA256()
         let codec = BlockCodec(level: 0)
-        var scratch = ByteBufferAllocator().buffer(capacity: 0)
         /// The last 32 KiB written: the preset dictionary of the next block.
         var tail: [UInt8] = []
     }
@@ -209,27 +208,69 @@ final class UploadReceiver: @unchecked Sendable {
         let hashing = self.hashing
         let hashSlots = self.hashSlots
         let pool = self.server.blockBuffers
-        // Only the offset goes back to the loop: a payload still referenced there when its buffer returns to the
-        // pool would make the buffer's next user copy it.
+        let loop = self.loop
+        // The block travels in a box whose contents the I/O queue takes out: no closure keeps a reference to its
+        // buffer, which therefore returns to the pool unshared (see `BlockBuffers`).
+        let buffers = BlockBuffers(block: block, frameBuffer: frameBuffer)
         let offset = block.offset
         self.io.async {
-            let outcome = Self.verifyAndWrite(block, work: work, hashing: hashing, hashSlots: hashSlots) {
-                if let frameBuffer { pool.give(frameBuffer) }
+            let outcome = Self.verifyAndWrite(buffers, work: work, pool: pool)
+            // Every reference `verifyAndWrite` took is gone: only `buffers` holds the block's memory now.
+            if buffers.toHash != nil {
+                hashSlots.wait()
+                hashing.async {
+                    if let written = buffers.toHash.take() {
+                        written.withUnsafeReadableBytes { work.hasher.update(bufferPointer: $0) }
+                    }
+                    // On the loop: the read that delivered this block has surely returned by then, so nothing but
+                    // `buffers` references the memory.
+                    loop.execute { buffers.giveBack(to: pool) }
+                    hashSlots.signal()
+                }
+            } else {
+                loop.execute { buffers.giveBack(to: pool) }
             }
             self.loop.execute { self.blockProcessed(at: offset, outcome: outcome) }
         }
     }
 
-    /// On the I/O queue: checks and writes one block in order, then hands it to `hashing` for the SHA-256.
+    /// The memory of one block on its way through the I/O and hash queues, back to the pool once neither uses it.
+    ///
+    /// A buffer given back while a payload slice, a closure capture or a local still references it cannot be
+    /// reused: `BufferPool` then replaces it with fresh memory, and every new page costs a fault. So the stages
+    /// take what they need out of this box, and the buffers go back from the event loop after the last stage.
+    final class BlockBuffers: @unchecked Sendable {
+        /// The block, until the I/O queue takes it.
+        var block: WireMessage.Block?
+        /// The buffers the block's memory lives in (the frame's, and the inflated bytes of a compressed block).
+        var owned: [ByteBuffer]
+        /// The written bytes, when they are to be hashed: taken by the hash queue.
+        var toHash: ByteBuffer?
+
+        init(block: WireMessage.Block, frameBuffer: ByteBuffer?) {
+            self.block = block
+            self.owned = frameBuffer.map { [$0] } ?? []
+        }
+
+        /// Returns every buffer to `pool`; call it when nothing else references them.
+        func giveBack(to pool: BufferPool) {
+            self.block = nil
+            self.toHash = nil
+            while !self.owned.isEmpty { pool.give(self.owned.removeLast()) }
+        }
+    }
+
+    /// On the I/O queue: checks and writes one block in order; the written bytes are left in `buffers.toHash`.
+    ///
+    /// A raw block is checked, written and hashed straight from the frame's buffer; a compressed one is inflated
+    /// from it into another buffer of `pool`, kept in `buffers` as well. The buffers go back to the pool once the
+    /// hash is done with them: no block takes fresh memory (each new page costs a fault).
     private static func verifyAndWrite(
-        _ block: WireMessage.Block,
+        _ buffers: BlockBuffers,
         work: IOState,
-        hashing: DispatchQueue,
-        hashSlots: DispatchSemaphore,
-        recycle: @escaping @Sendable () -> Void
+        pool: BufferPool
     ) -> UploadReceiverStateMachine.BlockOutcome {
-        var recycleNow = true
-        defer { if recycleNow { recycle() } }
+        guard let block = buffers.block.take() else { return .dropped }
         guard let upload = work.upload else { return .dropped }
         guard block.offset == upload.verifiedOffset else {
             // Queued behind a block that failed: the client resends from the failed one.
@@ -238,21 +279,23 @@ final class UploadReceiver: @unchecked Sendable {
         // Raw blocks are checked and written straight from the frame: no copy.
         var raw = block.payload
         if block.encoding == .zlib {
-            work.scratch.clear()
+            var inflated = Int(block.rawLength) < pool.capacity ? pool.take() : ByteBuffer()
             do {
                 try block.payload.withUnsafeReadableBytes { payload throws(XferError) in
                     try work.codec.decode(
                         payload,
                         encoding: block.encoding,
                         rawLength: Int(block.rawLength),
-                        into: &work.scratch,
+                        into: &inflated,
                         dictionary: work.tail
                     )
                 }
             } catch {
+                buffers.owned.append(inflated)
                 return .corrupt(reason: error.message)
             }
-            raw = work.scratch
+            raw = inflated
+            buffers.owned.append(inflated)
         } else if raw.readableBytes != Int(block.rawLength) {
             return .corrupt(reason: "raw block holds \(raw.readableBytes) bytes but declares \(block.rawLength)")
         }
@@ -268,24 +311,13 @@ final class UploadReceiver: @unchecked Sendable {
         } catch {
             return .failed(error.code, error.message)
         }
-        // `raw` shares its storage with the closure: reusing `work.scratch` for the next block copies on write.
-        let written = raw
-        recycleNow = false
-        hashSlots.wait()
-        hashing.async {
-            written.withUnsafeReadableBytes { work.hasher.update(bufferPointer: $0) }
-            recycle()
-            hashSlots.signal()
-        }
         let keep = Self.dictionarySize
         if raw.readableBytes >= keep {
             work.tail = raw.getBytes(at: raw.readerIndex + raw.readableBytes - keep, length: keep) ?? []
         } else {
             work.tail = Array((work.tail + raw.readableBytesView).suffix(keep))
         }
-        if work.scratch.capacity > 2 * Int(block.rawLength) + 65536 {
-            work.scratch = ByteBufferAllocator().buffer(capacity: 0)
-        }
+        buffers.toHash = raw
         return .written(verifiedOffset: upload.verifiedOffset)
     }
 

@@ -8,6 +8,7 @@ import NIOWebSocket
 import Synchronization
 import XferEvents
 import XferProtocol
+import XferTransport
 
 /// `xfer serve`: binds, upgrades WebSocket connections, answers plain HTTP routes, and shuts down cleanly.
 ///
@@ -256,7 +257,17 @@ public final class XferServer: Sendable {
                     if let fallback = try? channel.pipeline.syncOperations.handler(type: HTTPFallbackHandler.self) {
                         channel.pipeline.syncOperations.removeHandler(fallback, promise: nil)
                     }
-                    try channel.pipeline.syncOperations.addHandler(handler)
+                    // Our decoder takes the place of NIO's: one copy of each payload, unmasked as it is copied
+                    // (see ClientFrameDecoder). Nothing has reached NIO's decoder yet: the upgrade handler holds
+                    // any early bytes until this returns.
+                    let pipeline = channel.pipeline.syncOperations
+                    let nioDecoder = try pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+                    try pipeline.addHandler(
+                        ClientFrameDecoder(maxFrameSize: configuration.maxFrameSize, pool: server.blockBuffers),
+                        position: .after(nioDecoder)
+                    )
+                    pipeline.removeHandler(nioDecoder, promise: nil)
+                    try pipeline.addHandler(handler)
                 }
             }
         )

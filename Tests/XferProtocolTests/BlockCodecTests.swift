@@ -175,6 +175,45 @@ import XferProtocol
         #expect(Array(out.readableBytesView) == [1, 2, 3])
     }
 
+    /// The server inflates with libdeflate and falls back to zlib for whatever libdeflate does not accept: a stream
+    /// must get the same verdict, and the same bytes, as from zlib alone. Every single-bit corruption of a stream
+    /// (header, Huffman data and Adler-32 alike), a cut at every length, and bytes after the end.
+    @Test func libdeflateAndZlibAgreeOnEveryCorruptionOfAStream() {
+        let text = Array(Self.text.prefix(2000)) + Array("tail: \(Self.randomBytes(64, seed: 9))".utf8)
+        let (encoding, stream) = Self.encode(text, codec: BlockCodec(level: 1))
+        #expect(encoding == .zlib)
+        let fast = BlockCodec(level: 1)
+        let zlibOnly = BlockCodec(level: 1)
+        zlibOnly.inflatesWithLibdeflate = false
+        var variants: [[UInt8]] = [stream, stream + [0], Array(stream.dropLast())]
+        for index in stream.indices {
+            for bit in 0..<8 {
+                var flipped = stream
+                flipped[index] ^= 1 << bit
+                variants.append(flipped)
+            }
+            variants.append(Array(stream[..<index]))
+        }
+        var accepted = 0
+        for (number, variant) in variants.enumerated() {
+            for rawLength in [text.count, text.count - 1] {
+                var mine = ByteBuffer()
+                var theirs = ByteBuffer()
+                let myError = Self.decode(variant, .zlib, rawLength: rawLength, codec: fast, into: &mine)
+                let theirError = Self.decode(variant, .zlib, rawLength: rawLength, codec: zlibOnly, into: &theirs)
+                #expect((myError == nil) == (theirError == nil), "variant \(number), raw length \(rawLength)")
+                #expect(myError?.message == theirError?.message, "variant \(number), raw length \(rawLength)")
+                #expect(mine == theirs, "variant \(number), raw length \(rawLength)")
+                if myError == nil {
+                    // Only the padding bits after the last Huffman code may flip unnoticed: same bytes.
+                    accepted += 1
+                    #expect(Array(mine.readableBytesView) == text, "variant \(number) accepted with other bytes")
+                }
+            }
+        }
+        #expect(accepted >= 1, "the intact stream is accepted")
+    }
+
     @Test func corruptBlocksAreRejectedData() {
         #expect(XferError.exitStatus(for: .corruptBlock) == 65)
     }

@@ -45,6 +45,23 @@ struct WebSocketMaskingTests {
         }
     }
 
+    /// The key given as a little-endian word (as the server's decoder reads it) masks like the key's bytes.
+    @Test(arguments: [1, 5, 64, 200, 4099])
+    func aKeyWordMasksLikeTheKeyBytesAtEveryPhase(_ length: Int) {
+        let key: [UInt8] = [0x12, 0xA5, 0x00, 0xFF]
+        let word = UInt32(0x12) | UInt32(0xA5) << 8 | UInt32(0xFF) << 24
+        let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ 11) }
+        for phase in 0..<8 {
+            var expected = ByteBuffer(bytes: bytes)
+            expected.webSocketMask(WebSocketMaskingKey(key)!, indexOffset: phase)
+            var actual = [UInt8](repeating: 0, count: length)
+            bytes.withUnsafeBytes { source in
+                actual.withUnsafeMutableBytes { WebSocketMasking.copy(source, to: $0, keyWord: word, phase: phase) }
+            }
+            #expect(actual == Array(expected.readableBytesView), "length \(length), phase \(phase)")
+        }
+    }
+
     @Test func maskingTwiceRestoresTheData() {
         let key: [UInt8] = [1, 2, 3, 4]
         let original = ByteBuffer(bytes: Array(0..<200))

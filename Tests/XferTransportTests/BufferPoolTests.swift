@@ -47,4 +47,24 @@ struct BufferPoolTests {
         #expect(Array(holder.readableBytesView) == [7, 7, 7])
         #expect(Array(reused.readableBytesView) == [9, 9, 9, 9])
     }
+
+    /// A buffer moved back while nothing else holds it keeps its storage; one given back while still held is
+    /// counted, and comes back with fresh storage.
+    @Test func onlyABufferNothingElseHoldsKeepsItsStorage() {
+        let pool = BufferPool(capacity: 4096, limit: 2)
+        var buffer = pool.take()
+        buffer.writeBytes([1, 2, 3])
+        let storage = buffer.withVeryUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
+        pool.give(consume buffer)
+        #expect(pool.sharedOnReturn == 0)
+        var again = pool.take()
+        #expect(again.withVeryUnsafeBytes { UInt(bitPattern: $0.baseAddress) } == storage)
+        again.writeBytes([4, 5])
+        let holder = again.getSlice(at: 0, length: 1)
+        pool.give(consume again)
+        #expect(pool.sharedOnReturn == 1)
+        let fresh = pool.take()
+        #expect(fresh.withVeryUnsafeBytes { UInt(bitPattern: $0.baseAddress) } != storage)
+        #expect(holder.map { Array($0.readableBytesView) } == [4])
+    }
 }

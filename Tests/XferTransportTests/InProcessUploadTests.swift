@@ -51,6 +51,39 @@ import XferEvents
         #expect(resumedFrom > 0 && resumedFrom < 8 << 20 && resumedFrom % (1 << 20) == 0)
     }
 
+    /// The server's block buffers come back to its pool only when nothing else references them: a buffer given back
+    /// while a payload slice, a closure or a local still held it would be replaced by fresh memory (a page fault a
+    /// page). Compressed blocks (text) are inflated into a second pooled buffer; raw blocks (random) are not.
+    @Test func blockBuffersReturnToTheServersPoolUnshared() async throws {
+        let files = try InProcessFiles()
+        defer { files.remove() }
+        let server = try await InProcessServer.start(inbox: files.inbox)
+        let line = Array("2026-12-05T07:39:00Z host xfer[42]: block acknowledged, offset 1048576\n".utf8)
+        let text = (0..<(6 << 20) / line.count).flatMap { index in line + Array(String(index).utf8) }
+        let textPath = files.base + "/log.txt"
+        try Data(text).write(to: URL(fileURLWithPath: textPath))
+        let (randomPath, random) = try files.random("data.bin", count: 6 << 20)
+        for (path, name) in [(textPath, "log.txt"), (randomPath, "data.bin")] {
+            let upload = try InProcessUpload(path: path, name: name, port: server.port)
+            let failure = await upload.run(retries: 0)
+            try await upload.shutdown()
+            #expect(failure == nil, "\(failure?.message ?? "")")
+        }
+        await server.server.shutdown()
+        #expect(try files.saved("log.txt") == Data(text))
+        #expect(try files.saved("data.bin") == Data(random))
+        let wire = server.events.events.compactMap { event -> Int64? in
+            guard event.kind == .progress, event["name"] == .string("log.txt"),
+                case .int(let bytes) = event["wire_bytes"]
+            else { return nil }
+            return bytes
+        }
+        #expect((wire.max() ?? .max) < Int64(text.count) / 2, "the text travelled compressed")
+        let pool = server.server.context.blockBuffers
+        #expect(pool.count > 0, "the blocks used pooled buffers")
+        #expect(pool.sharedOnReturn == 0)
+    }
+
     @Test func aDiskThatFillsUpFailsTheUploadAndARunOnAHealthyDiskResumesFromWhatWasVerified() async throws {
         let files = try InProcessFiles()
         defer { files.remove() }

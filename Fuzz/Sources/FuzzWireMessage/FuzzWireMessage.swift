@@ -2,7 +2,8 @@ import NIOCore
 import XferProtocol
 
 /// libFuzzer entry point: every binary frame a peer can send, through `WireMessage.decode`; a decoded block is
-/// then inflated by `BlockCodec.decode` (bounded by its declared length, capped at 1 MiB here).
+/// then inflated by `BlockCodec.decode` (bounded by its declared length, capped at 1 MiB here), once as the
+/// server does (libdeflate, zlib when libdeflate does not accept the stream) and once with zlib alone.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzWireMessage(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = UnsafeRawBufferPointer(start: data, count: size)
@@ -10,12 +11,22 @@ public func fuzzWireMessage(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     buffer.writeBytes(bytes)
     guard let message = try? WireMessage.decode(buffer) else { return 0 }
     if case .block(let block) = message {
+        // libdeflate first (the server's path) and zlib alone must agree on every payload: accepted or refused,
+        // and the same bytes when accepted.
         let codec = BlockCodec(level: 1)
+        let zlibOnly = BlockCodec(level: 1)
+        zlibOnly.inflatesWithLibdeflate = false
         var out = ByteBufferAllocator().buffer(capacity: 0)
+        var reference = ByteBufferAllocator().buffer(capacity: 0)
         let rawLength = min(Int(block.rawLength), 1 << 20)
-        block.payload.withUnsafeReadableBytes { payload in
-            _ = try? codec.decode(payload, encoding: block.encoding, rawLength: rawLength, into: &out)
+        let (fast, slow) = block.payload.withUnsafeReadableBytes { payload in
+            (
+                (try? codec.decode(payload, encoding: block.encoding, rawLength: rawLength, into: &out)) != nil,
+                (try? zlibOnly.decode(payload, encoding: block.encoding, rawLength: rawLength, into: &reference)) != nil
+            )
         }
+        precondition(fast == slow, "libdeflate says \(fast ? "valid" : "invalid"), zlib \(slow ? "valid" : "invalid")")
+        precondition(out == reference, "libdeflate and zlib inflate to different bytes")
     }
     // What decodes must encode and decode to the same message.
     let again = try? WireMessage.decode(message.encoded(allocator: ByteBufferAllocator()))

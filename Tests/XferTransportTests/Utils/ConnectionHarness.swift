@@ -39,8 +39,9 @@ final class EventFile {
 
 /// One `ServerConnectionHandler` on an `EmbeddedChannel`, as the server installs it after the upgrade.
 ///
-/// The peer's side is played by writing `WebSocketFrame`s inbound; what the server sends is read back as
-/// `WebSocketFrame`s outbound (there is no frame encoder in the pipeline).
+/// The peer's side is played by writing `WebSocketFrame`s inbound, encoded to the bytes a client sends and decoded
+/// by the server's `ClientFrameDecoder`; what the server sends is read back as `WebSocketFrame`s outbound (there is
+/// no frame encoder in the pipeline).
 final class ConnectionHarness {
     /// Timezones the fake zone database knows.
     static let knownZones: Set<String> = ["Europe/Paris", "America/New_York"]
@@ -85,6 +86,9 @@ final class ConnectionHarness {
             handshakeDeadline: handshakeDeadline
         )
         self.channel = EmbeddedChannel()
+        try self.channel.pipeline.syncOperations.addHandler(
+            ClientFrameDecoder(maxFrameSize: configuration.maxFrameSize, pool: server.blockBuffers)
+        )
         try self.channel.pipeline.syncOperations.addHandler(handler)
         try self.channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8000)).wait()
     }
@@ -100,13 +104,13 @@ final class ConnectionHarness {
 
     /// The peer sends one frame (one read, then read-complete).
     func send(_ frame: WebSocketFrame) throws {
-        try self.channel.writeInbound(frame)
+        try self.channel.writeInbound(frame.wireBytes)
     }
 
     /// The peer's frames arrive in one read burst: several reads, then one read-complete.
     func sendBurst(_ frames: [WebSocketFrame]) throws {
         for frame in frames {
-            self.channel.pipeline.syncOperations.fireChannelRead(NIOAny(frame))
+            self.channel.pipeline.syncOperations.fireChannelRead(NIOAny(frame.wireBytes))
         }
         self.channel.pipeline.syncOperations.fireChannelReadComplete()
         try self.channel.throwIfErrorCaught()
@@ -134,6 +138,31 @@ final class ConnectionHarness {
 }
 
 extension WebSocketFrame {
+    /// The frame as it travels: header (RFC 6455 section 5.2), masking key if any, and the payload as it stands.
+    var wireBytes: ByteBuffer {
+        var first = self.fin ? 0x80 : 0 as UInt8
+        if self.rsv1 { first |= 0x40 }
+        if self.rsv2 { first |= 0x20 }
+        if self.rsv3 { first |= 0x10 }
+        first |= UInt8(webSocketOpcode: self.opcode)
+        let length = self.data.readableBytes
+        let maskBit: UInt8 = self.maskKey == nil ? 0 : 0x80
+        var buffer = ByteBuffer()
+        buffer.writeInteger(first)
+        if length < 126 {
+            buffer.writeInteger(maskBit | UInt8(length))
+        } else if length <= 0xFFFF {
+            buffer.writeInteger(maskBit | 126)
+            buffer.writeInteger(UInt16(length))
+        } else {
+            buffer.writeInteger(maskBit | 127)
+            buffer.writeInteger(UInt64(length))
+        }
+        if let key = self.maskKey { buffer.writeBytes(key) }
+        buffer.writeImmutableBuffer(self.data)
+        return buffer
+    }
+
     /// A text frame holding `text`.
     static func text(_ text: String, fin: Bool = true) -> WebSocketFrame {
         .bytes(.text, Array(text.utf8), fin: fin)
