@@ -105,11 +105,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ],
-            // A release build (`swift run -c release`, the benchmarks) links the Swift runtime and Foundation
-            // statically, as `make install` does: no dynamic loading of the Swift libraries at every start, so
-            // `xfer send x` takes ~10 ms instead of ~15 (Benchmarks/startup_bench.sh). Debug builds stay dynamic.
-            linkerSettings: [.unsafeFlags(["-static-stdlib"], .when(configuration: .release))]
+            ]
         ),
         .testTarget(
             name: "XferProtocolTests",
