@@ -189,8 +189,12 @@ public final class BlockCodec: @unchecked Sendable {
     ///
     /// A stream is inflated by libdeflate when it has no preset dictionary (libdeflate has none) and is exactly
     /// right: whole, with a good Adler-32, nothing after it, exactly `rawLength` bytes. Anything else goes through
-    /// zlib, which gives the verdict and its message as before; so a stream is accepted only when zlib would accept
-    /// it too, and costs the second pass only when it is refused.
+    /// zlib, which gives the verdict and its message as before, so every stream zlib accepts is accepted with the
+    /// same bytes, and only a refused block pays for a second pass. libdeflate is a little more lenient than zlib
+    /// with streams no compressor writes (FuzzWireMessage found one: the reserved length symbols 286 and 287 in a
+    /// fixed-Huffman block, RFC 1951 section 3.2.6, which zlib refuses): such a block is accepted when it inflates to
+    /// exactly `rawLength` bytes with a good Adler-32, and the receiver still checks those bytes' CRC-32 and the
+    /// file's SHA-256.
     public func decode(
         _ payload: UnsafeRawBufferPointer,
         encoding: BlockEncoding,

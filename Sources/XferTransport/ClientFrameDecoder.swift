@@ -151,6 +151,29 @@ public final class ClientFrameDecoder: ChannelInboundHandler, RemovableChannelHa
             )
         }
 
+        /// The rule broken by a header whose length is complete but whose masking key has not all arrived, or nil
+        /// (nil too while the length itself is incomplete). NIO's decoder judges a frame as soon as it knows the
+        /// length, before the key.
+        package static func earlyViolation(_ bytes: [UInt8], maxFrameSize: Int) -> NIOWebSocketError? {
+            guard bytes.count >= 2 else { return nil }
+            let lengthBits = bytes[1] & 0x7F
+            let lengthBytes = lengthBits == 127 ? 8 : lengthBits == 126 ? 2 : 0
+            guard bytes.count >= 2 + lengthBytes else { return nil }
+            let length =
+                lengthBytes == 0 ? UInt64(lengthBits) : bytes[2..<(2 + lengthBytes)].reduce(0) { $0 << 8 | UInt64($1) }
+            let header = Header(
+                fin: bytes[0] & 0x80 != 0,
+                rsv1: false,
+                rsv2: false,
+                rsv3: false,
+                opcodeBits: bytes[0] & 0x0F,
+                length: length,
+                key: nil,
+                size: 2 + lengthBytes
+            )
+            return header.violation(maxFrameSize: maxFrameSize)
+        }
+
         /// The rule this header breaks, checked as NIO's decoder checks it, or nil.
         package func violation(maxFrameSize: Int) -> NIOWebSocketError? {
             if self.length > UInt64(maxFrameSize) { return .invalidFrameLength }
@@ -186,7 +209,15 @@ public final class ClientFrameDecoder: ChannelInboundHandler, RemovableChannelHa
                     self.headerBytes.removeAll(keepingCapacity: true)
                     break
                 }
-                guard let byte = input.readInteger(as: UInt8.self) else { return false }
+                guard let byte = input.readInteger(as: UInt8.self) else {
+                    // As NIO's decoder: a frame is judged as soon as its length is known, without waiting for
+                    // the masking key.
+                    if let violation = Header.earlyViolation(self.headerBytes, maxFrameSize: self.maxFrameSize) {
+                        self.failed = true
+                        context.fireErrorCaught(violation)
+                    }
+                    return false
+                }
                 self.headerBytes.append(byte)
             }
         }

@@ -199,6 +199,33 @@ struct ClientFrameDecoderTests {
         #expect(decoder.pendingPayloadCapacity == nil)
     }
 
+    /// Found by FuzzFrameDecoder: NIO's decoder judges a frame as soon as its length is known; this decoder waited
+    /// for the masking key first. Now both refuse at once, however the header is split.
+    @Test func aFrameIsJudgedOnceItsLengthIsKnownBeforeTheMaskingKey() throws {
+        let cases: [([UInt8], NIOWebSocketError)] = [
+            // A 64-bit length over Int.max; over the limit of 1000 (64- and 16-bit); a fragmented ping; a 126-byte
+            // ping.
+            ([0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x28, 0x61, 0x40, 0x01, 0x06], .invalidFrameLength),
+            ([0xFF, 0xFF, 0x04, 0x00, 0x00, 0x00, 0x00, 0x61, 0x62, 0x62, 0x63, 0x64], .invalidFrameLength),
+            ([0x82, 0xFE, 0x03, 0xE9, 0x01], .invalidFrameLength),
+            ([0x09, 0x81], .fragmentedControlFrame),
+            ([0x89, 0xFE, 0x00, 0x7E], .multiByteControlFrameLength),
+        ]
+        for (header, error) in cases {
+            for split in Set([header.count, 1, 2, header.count - 1]) where split > 0 {
+                let channel = try Self.channel(maxFrameSize: 1000)
+                #expect(throws: error, "\(header), split at \(split)") {
+                    try channel.writeInbound(ByteBuffer(bytes: header[..<split]))
+                    if split < header.count { try channel.writeInbound(ByteBuffer(bytes: header[split...])) }
+                }
+            }
+        }
+        // Until the length is complete nothing is judged.
+        let channel = try Self.channel(maxFrameSize: 1000)
+        try channel.writeInbound(ByteBuffer(bytes: [0x82, 0xFF, 0x7F, 0xFF]))
+        #expect(try Self.frames(channel).isEmpty)
+    }
+
     @Test func fragmentedAndLongControlFramesAreProtocolErrors() throws {
         let fragmented = try Self.channel()
         #expect(throws: NIOWebSocketError.fragmentedControlFrame) {

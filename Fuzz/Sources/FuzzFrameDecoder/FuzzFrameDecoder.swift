@@ -40,15 +40,15 @@ public func fuzzFrameDecoder(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt 
     }
     let reference = nios.frames.map(ClientFrame.init)
     let decoded = ours.frames
-    precondition(decoded.count == reference.count, "\(decoded.count) frames, NIO's decoder gives \(reference.count)")
+    check(decoded.count == reference.count, "\(decoded.count) frames, NIO's decoder gives \(reference.count)")
     for (index, (mine, theirs)) in zip(decoded, reference).enumerated() {
-        precondition(
+        check(
             mine.fin == theirs.fin && mine.rsv1 == theirs.rsv1 && mine.rsv2 == theirs.rsv2 && mine.rsv3 == theirs.rsv3
                 && mine.opcode == theirs.opcode && mine.masked == theirs.masked && mine.data == theirs.data,
             "frame \(index) differs from NIO's"
         )
     }
-    precondition(
+    check(
         ours.error.map { "\($0)" } == nios.error.map { "\($0)" },
         "error \(String(describing: ours.error)), NIO's decoder: \(String(describing: nios.error))"
     )
@@ -81,4 +81,9 @@ private func decode<Frame>(
         if failure != nil { break }
     }
     return (frames, failure)
+}
+
+/// `precondition` with its message kept in a release build (the fuzzer's), so a crash says what differed.
+private func check(_ condition: Bool, _ message: @autoclosure () -> String) {
+    if !condition { fatalError(message()) }
 }
